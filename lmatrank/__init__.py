@@ -1,0 +1,19 @@
+"""lmatrank: matrix-free rank estimation of large symmetric matrices.
+
+The core method reads the rank from the expected loss of preconditioned
+Langevin dynamics (Bar, Mulayoff, Michaeli & Talmon, AAAI 2024):
+``rank(S) = lim (4 / sigma^2) E[0.5 theta^T S theta]``.
+
+>>> import numpy as np, lmatrank
+>>> lmatrank.estimate_rank(np.diag([2.0, 1.0, 0.0, 0.0]), method="exact").rank
+2
+"""
+
+from ._api import available_methods, estimate_rank, register_method
+from ._errors import ConvergenceWarning, DivergenceError
+from ._result import RankEstimate
+
+__version__ = "0.1.0"
+
+__all__ = ["ConvergenceWarning", "DivergenceError", "RankEstimate", "available_methods",
+           "estimate_rank", "register_method", "__version__"]

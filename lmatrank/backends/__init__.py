@@ -1,0 +1,59 @@
+"""Compute backends: numpy reference, Numba CPU kernels, CuPy GPU kernels.
+
+Only this package imports numba or cupy (matfree style); algorithm code asks
+:func:`get_backend` for an object implementing the interface documented on
+:class:`NumpyBackend`.
+"""
+
+from __future__ import annotations
+
+from ._numpy import NumpyBackend, rademacher
+
+__all__ = ["NumpyBackend", "available_backends", "get_backend", "rademacher", "register_backend"]
+
+_FACTORIES = {"numpy": NumpyBackend}
+# order in which backend=None tries backends for host (numpy) inputs
+_AUTO_ORDER = ["numba", "numpy"]
+
+
+def register_backend(name, factory):
+    """Make ``backend=name`` available; ``factory()`` returns the backend or raises ImportError."""
+    _FACTORIES[name] = factory
+
+
+def available_backends():
+    """Names of the backends that can be instantiated here."""
+    names = []
+    for name, factory in _FACTORIES.items():
+        try:
+            factory()
+        except ImportError:
+            continue
+        names.append(name)
+    return names
+
+
+def get_backend(name=None, op=None):
+    """Return a backend instance.
+
+    Parameters
+    ----------
+    name : {None, "numpy", "numba", "cupy"}
+        None picks the fastest available backend for `op`'s array namespace.
+    op : CountingOperator, optional
+        The operator the backend will drive.
+    """
+    if name is None:
+        for candidate in _AUTO_ORDER:
+            if candidate in _FACTORIES:
+                try:
+                    return _FACTORIES[candidate]()
+                except ImportError:
+                    continue
+        return NumpyBackend()
+    if name not in _FACTORIES:
+        raise ValueError(f"unknown backend {name!r}; available: {sorted(_FACTORIES)}")
+    try:
+        return _FACTORIES[name]()
+    except ImportError as exc:
+        raise ValueError(f"backend {name!r} is not available here: {exc}") from None

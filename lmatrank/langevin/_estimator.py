@@ -1,0 +1,342 @@
+"""The Langevin rank estimator (``method="langevin"``).
+
+Bar, Mulayoff, Michaeli & Talmon, "The Expected Loss of Preconditioned Langevin
+Dynamics Reveals the Hessian Rank", AAAI 2024, Corollary 2 and Algorithm 1:
+``rank(S) = lim (4 / sigma^2) E f(theta_t)`` for LD with ``Sigma G = sigma^2 I``.
+
+What this module adds to the paper (each documented in docs/theory.md):
+
+- the exact Euler–Maruyama bias correction (stationary mean exactly ``rank``
+  for every stable step, DESIGN §4.1), on by default;
+- Rademacher noise by default (same expectation, lower variance, §4.2);
+- the step size from a padded Lanczos ``lambda_max(G S)``: ``eta = 1.9 / lambda_max``;
+- many chains as one block (one block product per step);
+- standard errors from independent chains (or batch means), never from
+  treating correlated steps as independent;
+- indefinite input is run on ``S**2`` (``rank(S) = rank(S**2)``);
+- divergence never returns a number: the step is backed off (automatic step)
+  or :class:`lmatrank.DivergenceError` is raised (user step).
+
+``paper=True`` reproduces Algorithm 1 exactly: uncorrected loss, Gaussian
+noise, one chain, ``sigma^2 = 2e-5``, ``eta = 1e-4``, ``K_tot = 15000``,
+``K_avg = 10000`` (each overridable).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from .._errors import ConvergenceWarning, DivergenceError
+from .._result import RankEstimate
+from ..backends import get_backend
+from ..operators import SquaredOperator, as_preconditioner
+from ..spectral import lanczos_extremes
+from ._dynamics import DivergedRun, run_euler_maruyama
+
+__all__ = ["langevin_rank", "DEFAULT_MAX_MATVECS", "PAPER_SETTINGS"]
+
+#: Product budget of a default run.
+DEFAULT_MAX_MATVECS = 20_000
+#: Step size as a fraction of the stability limit 2 / lambda_max: eta = 1.9 / lambda_max.
+STEP_FACTOR = 1.9
+#: Lanczos' lambda_max is padded by its residual bound and then by this factor.
+LAMBDA_MAX_INFLATION = 1.01
+#: Settings of the paper's Algorithm 1 / Table 1 (DESIGN §5).
+PAPER_SETTINGS = dict(sigma2=2e-5, eta=1e-4, n_steps=15_000, n_avg=10_000, n_chains=1,
+                      noise="gaussian", corrected=False)
+_MAX_BACKOFFS = 3
+# relative size of a negative Ritz value that makes the input "indefinite"
+_INDEFINITE_RTOL = float(np.sqrt(np.finfo(np.float64).eps))
+
+
+def _batch_means_stderr(window):
+    """Standard error of the grand mean of an ``(n_avg, c)`` block of observables.
+
+    With ``c >= 8`` chains the chain means are independent (same start, independent
+    noise) and their spread gives the stderr exactly. With fewer chains each chain's
+    window is cut into contiguous batches (``ceil(16 / c)`` per chain, at least 2)
+    whose means are treated as independent — the standard batch-means estimate,
+    valid when a batch is much longer than the slowest counted mode's
+    autocorrelation time.
+    """
+    n_avg, c = window.shape
+    if c >= 8:
+        means = window.mean(axis=0)
+        return float(means.std(ddof=1) / math.sqrt(c)), "chain means"
+    batches = max(2, math.ceil(16 / c))
+    batches = min(batches, n_avg)
+    usable = (n_avg // batches) * batches
+    means = window[n_avg - usable:].reshape(batches, usable // batches, c).mean(axis=1).ravel()
+    return float(means.std(ddof=1) / math.sqrt(means.size)), f"batch means ({batches} per chain)"
+
+
+def _filter_resolution(eta, k):
+    """Eigenvalue whose EM mode is half counted after `k` steps: 1 - (1 - eta lam)^(2k) = 1/2."""
+    if k <= 0:
+        return math.inf
+    return -math.expm1(math.log(0.5) / (2 * k)) / eta
+
+
+def _steps_to_resolve(eta, lam, residual=1e-3):
+    """Steps after which an eigenvalue `lam` is counted to within `residual`."""
+    a = abs(1.0 - eta * lam)
+    if a <= 0:
+        return 1
+    return math.ceil(math.log(residual) / (2 * math.log(a)))
+
+
+def _spectrum_bounds(op, precond, gen, lanczos_steps):
+    """Lanczos on the symmetric similarity ``L^T S L`` (same spectrum as ``G S``)."""
+    if precond.is_identity:
+        apply = op.matmat
+    else:
+        apply = lambda X: precond.apply_factor_transpose(  # noqa: E731
+            op.matmat(precond.apply_factor(X.astype(op.dtype))))
+    return lanczos_extremes(apply, op.n, rng=gen, n_steps=lanczos_steps)
+
+
+def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=None,
+                  n_steps=None, n_avg=None, eta=None, sigma2=None, preconditioner=None,
+                  noise=None, corrected=None, max_matvecs=None, backend=None,
+                  spectrum="auto", lanczos_steps=None, progress=False):
+    """Estimate ``rank(S)`` from the expected loss of preconditioned Langevin dynamics.
+
+    Called through :func:`lmatrank.estimate_rank` with ``method="langevin"``;
+    `op` is a :class:`~lmatrank.operators.CountingOperator`.
+
+    Parameters
+    ----------
+    rtol, atol : float, optional
+        Eigenvalues (of ``G S``) above ``max(atol, rtol * lambda_max)`` must be
+        counted: the burn-in is chosen so the filter counts them to within
+        1e-3 each. Eigenvalues below are counted partially (smooth filter).
+        Default: burn-in of a quarter of the run.
+    rng : seed or numpy.random.Generator
+        Lanczos start vector and noise.
+    paper : bool
+        Reproduce Algorithm 1 (see module docstring).
+    n_chains : int
+        Chains simulated as one block (default 8; paper 1).
+    n_steps : int
+        Steps per chain, ``K_tot`` (default: what `max_matvecs` allows).
+    n_avg : int
+        Steps averaged at the end of each chain, ``K_avg`` (default: the last
+        three quarters, or what `rtol`/`atol` leave after the burn-in).
+    eta : float
+        Step size (default ``1.9 / lambda_max(G S)`` from Lanczos, padded).
+    sigma2 : float
+        Noise power ``sigma^2`` (default 1; the estimate of a quadratic does not
+        depend on it).
+    preconditioner : None, 1-D positive array, SPD array or Preconditioner
+        ``G``; the noise covariance is ``sigma^2 G^-1`` (Corollary 2).
+    noise : {"rademacher", "gaussian"}
+        Distribution of the iid unit-variance noise (default Rademacher; paper Gaussian).
+    corrected : bool
+        Use the exact discretisation-corrected observable (default True; paper False).
+    max_matvecs : int
+        Product budget including the symmetry probes and the Lanczos estimate
+        (default 20,000 unless
+        `n_steps` is given; none in paper mode).
+    backend : {None, "numpy", "numba", "cupy"}
+        Compute backend (None: fastest available).
+    spectrum : {"auto", "psd", "indefinite"}
+        "auto" runs on ``S**2`` when Lanczos finds a significantly negative
+        eigenvalue (or when the PSD run diverges with a safely stable step).
+    lanczos_steps : int
+        Lanczos steps for ``lambda_max`` (default ``min(n, max(30, 2 sqrt n), 80)``).
+    progress : bool
+        Reserved for a progress display.
+
+    Returns
+    -------
+    RankEstimate
+        ``info`` holds ``eta``, ``sigma2``, ``lambda_max``, ``lambda_min``,
+        ``n_chains``, ``n_steps``, ``n_avg``, ``burn_in``, ``noise``,
+        ``corrected``, ``squared``, ``rank_curve`` (chain mean of the rank
+        observable per step), ``loss_curve`` (the same in loss units,
+        ``sigma^2 / 4`` times it), ``drift`` / ``drift_stderr`` (mean of the last
+        half of the window minus the first half: a significantly positive value
+        means slow modes are still being counted — a filter bias the stderr does
+        not include), ``backoffs`` and ``backend``.
+    """
+    gen = np.random.default_rng(rng)
+    n = op.n
+    settings = dict(n_chains=n_chains, n_steps=n_steps, n_avg=n_avg, eta=eta, sigma2=sigma2,
+                    noise=noise, corrected=corrected)
+    if paper:
+        for key, value in PAPER_SETTINGS.items():
+            if settings[key] is None:
+                settings[key] = value
+    settings["n_chains"] = settings["n_chains"] or 8
+    settings["sigma2"] = 1.0 if settings["sigma2"] is None else settings["sigma2"]
+    settings["noise"] = settings["noise"] or "rademacher"
+    settings["corrected"] = True if settings["corrected"] is None else bool(settings["corrected"])
+    _validate(settings, max_matvecs, spectrum, rtol, atol)
+    if max_matvecs is None and not paper and settings["n_steps"] is None:
+        max_matvecs = DEFAULT_MAX_MATVECS
+
+    precond = as_preconditioner(preconditioner, n, op.dtype)
+    be = get_backend(backend, op)
+    bounds = _spectrum_bounds(op, precond, gen, lanczos_steps)
+    scale = max(abs(bounds["ritz_max"]), abs(bounds["ritz_min"]))
+    if scale == 0.0:
+        return _zero_operator_result(op, bounds, be)
+    squared = spectrum == "indefinite" or (
+        spectrum == "auto" and bounds["ritz_min"] < -_INDEFINITE_RTOL * scale)
+
+    user_eta = settings["eta"]
+    attempts = []
+    backoff = 1.0
+    while True:
+        run_op = SquaredOperator(op) if squared else op
+        if squared and precond.is_identity:
+            lam_max_run = max(bounds["lambda_max"], -bounds["lambda_min"]) ** 2
+            ritz_max_run = max(bounds["ritz_max"], -bounds["ritz_min"]) ** 2
+        elif squared:
+            sq_bounds = _spectrum_bounds(run_op, precond, gen, lanczos_steps)
+            lam_max_run, ritz_max_run = sq_bounds["lambda_max"], sq_bounds["ritz_max"]
+        else:
+            lam_max_run, ritz_max_run = max(bounds["lambda_max"], 0.0), bounds["ritz_max"]
+        if user_eta is not None:
+            step = user_eta
+        else:
+            step = STEP_FACTOR / (LAMBDA_MAX_INFLATION * lam_max_run) / backoff
+        if user_eta is not None and step * ritz_max_run >= 2.0:
+            raise DivergenceError(
+                f"eta={step:.4g} is unstable: eta * lambda_max >= 2 "
+                f"(Lanczos lower bound on lambda_max{' of S^2' if squared else ''}: {ritz_max_run:.4g});"
+                f" use eta < {2.0 / ritz_max_run:.4g} or leave eta=None")
+        plan = _plan(settings, step, max_matvecs, op.matvecs,
+                     2 if squared else 1, rtol, atol, lam_max_run, squared)
+        try:
+            trace = run_euler_maruyama(
+                run_op, be, n_chains=plan["n_chains"], n_steps=plan["n_steps"], eta=step,
+                sigma2=settings["sigma2"], precond=precond, noise=settings["noise"], gen=gen,
+                corrected=settings["corrected"])
+        except DivergedRun as exc:
+            attempts.append(dict(eta=step, squared=squared, step=exc.step, value=exc.value))
+            if user_eta is not None:
+                raise DivergenceError(
+                    f"Langevin run diverged at step {exc.step} with eta={step:.4g} "
+                    f"(observable {exc.value:.3g}); the step is too large for lambda_max, or the "
+                    "matrix has negative eigenvalues (try eta=None, spectrum='indefinite')"
+                ) from None
+            if not squared and spectrum == "auto":
+                squared = True  # automatic step is stable for lambda_max: negative modes grew
+                continue
+            if len(attempts) > _MAX_BACKOFFS:
+                raise DivergenceError(
+                    f"Langevin run diverged {len(attempts)} times despite step back-off; "
+                    f"attempts: {attempts}") from None
+            backoff *= 2.0  # halve the automatic step
+            continue
+        break
+
+    return _summarise(trace, plan, settings, step, op, bounds, squared, be,
+                      attempts, lam_max_run)
+
+
+def _validate(settings, max_matvecs, spectrum, rtol, atol):
+    for key in ("n_chains", "n_steps", "n_avg"):
+        value = settings[key]
+        if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
+            raise ValueError(f"{key} must be a positive integer, got {value!r}")
+    for key in ("eta", "sigma2"):
+        value = settings[key]
+        if value is not None and not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{key} must be a positive finite number, got {value!r}")
+    if settings["noise"] not in ("rademacher", "gaussian"):
+        raise ValueError(f"noise must be 'rademacher' or 'gaussian', got {settings['noise']!r}")
+    if max_matvecs is not None and (not isinstance(max_matvecs, (int, np.integer)) or max_matvecs < 1):
+        raise ValueError(f"max_matvecs (the product budget) must be an integer >= 1, got {max_matvecs!r}")
+    if spectrum not in ("auto", "psd", "indefinite"):
+        raise ValueError(f"spectrum must be 'auto', 'psd' or 'indefinite', got {spectrum!r}")
+    if settings["n_steps"] is not None and settings["n_avg"] is not None \
+            and settings["n_avg"] > settings["n_steps"]:
+        raise ValueError(f"n_avg={settings['n_avg']} exceeds n_steps={settings['n_steps']}")
+
+
+def _plan(settings, eta, max_matvecs, spent, products_per_step, rtol, atol, lam_max, squared):
+    """Fix chains, steps, burn-in and averaging window within the budget."""
+    c = settings["n_chains"]
+    n_steps = settings["n_steps"]
+    if n_steps is None:
+        n_steps = (max_matvecs - spent) // (c * products_per_step)
+        if n_steps < 4:
+            raise ValueError(
+                f"max_matvecs={max_matvecs} leaves room for only {max(n_steps, 0)} steps of "
+                f"{c} chains after {spent} products for the symmetry check and Lanczos; raise max_matvecs or lower n_chains")
+    elif max_matvecs is not None and spent + n_steps * c * products_per_step > max_matvecs:
+        raise ValueError(
+            f"n_steps={n_steps} x n_chains={c} x {products_per_step} products per step "
+            f"+ {spent} products already spent exceeds max_matvecs={max_matvecs}")
+    converged = True
+    threshold = None
+    if rtol is not None or atol is not None:
+        # the count refers to |lambda| of S (or G S); a squared run sees lambda^2
+        abs_lam_max = (math.sqrt(lam_max) if squared else lam_max) / LAMBDA_MAX_INFLATION
+        tau = max(atol or 0.0, (rtol or 0.0) * abs_lam_max)
+        threshold = tau ** 2 if squared else tau
+    if settings["n_avg"] is not None:
+        n_avg = settings["n_avg"]
+        burn = n_steps - n_avg
+    elif threshold is not None and threshold > 0:
+        burn = _steps_to_resolve(eta, threshold)
+        if burn > n_steps // 2:
+            converged = False
+            burn = n_steps // 2
+        n_avg = n_steps - burn
+    else:
+        burn = n_steps // 4
+        n_avg = n_steps - burn
+    return dict(n_chains=c, n_steps=n_steps, n_avg=n_avg, burn_in=burn, converged=converged,
+                requested_threshold=threshold)
+
+
+def _zero_operator_result(op, bounds, be):
+    return RankEstimate(rank=0, estimate=0.0, stderr=0.0, threshold=0.0,
+                        matvecs=op.matvecs, method="langevin", converged=True,
+                        info=dict(reason="Lanczos found the operator to be zero", lanczos=bounds,
+                                  backend=be.name))
+
+
+def _summarise(trace, plan, settings, eta, op, bounds, squared, be, attempts,
+               lam_max_run):
+    burn, n_avg = plan["burn_in"], plan["n_avg"]
+    window = trace[burn:]
+    estimate = float(window.mean())
+    stderr, stderr_method = _batch_means_stderr(window)
+    half = n_avg // 2
+    if half >= 2:
+        first, last = window[:half].mean(axis=0), window[n_avg - half:].mean(axis=0)
+        diff = last - first
+        drift = float(diff.mean())
+        drift_stderr = float(diff.std(ddof=1) / math.sqrt(diff.size)) if diff.size > 1 else math.nan
+    else:
+        drift, drift_stderr = math.nan, math.nan
+    resolution = _filter_resolution(eta, burn)
+    threshold = math.sqrt(resolution) if squared else resolution
+    converged = plan["converged"]
+    if not converged:
+        warnings.warn(
+            f"budget too small to resolve the requested threshold {plan['requested_threshold']:.3g}"
+            f" (filter resolution reached: {resolution:.3g}); estimate has a filter bias",
+            ConvergenceWarning, stacklevel=4)
+    rank_curve = trace.mean(axis=1)
+    info = dict(
+        scheme="euler-maruyama", eta=eta, sigma2=settings["sigma2"], noise=settings["noise"],
+        corrected=settings["corrected"], n_chains=plan["n_chains"], n_steps=plan["n_steps"],
+        n_avg=n_avg, burn_in=burn, squared=squared,
+        lambda_max=lam_max_run, ritz_max=bounds["ritz_max"], lambda_min=bounds["lambda_min"],
+        eta_lambda_max=eta * lam_max_run / LAMBDA_MAX_INFLATION,
+        lanczos_matvecs=bounds["steps"], rank_curve=rank_curve,
+        loss_curve=rank_curve * settings["sigma2"] / 4.0, resolution=resolution,
+        requested_threshold=plan["requested_threshold"], drift=drift, drift_stderr=drift_stderr,
+        stderr_method=stderr_method, backoffs=attempts, backend=be.name,
+    )
+    return RankEstimate(rank=int(max(0, round(estimate))), estimate=estimate, stderr=stderr,
+                        threshold=threshold, matvecs=op.matvecs,
+                        method="langevin", converged=converged, info=info)

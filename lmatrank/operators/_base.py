@@ -1,0 +1,290 @@
+"""Normalisation of user inputs into a product-counting symmetric operator.
+
+Every method in lmatrank sees its matrix through :class:`CountingOperator`:
+block products ``S @ X`` with ``X`` of shape ``(n, b)``, counted as ``b``
+single-vector products, in a fixed floating dtype.
+
+Accepted inputs
+---------------
+- ``numpy.ndarray`` of shape ``(n, n)``;
+- every ``scipy.sparse`` matrix or array format (converted once to CSR);
+- ``scipy.sparse.linalg.LinearOperator`` (its ``matmat`` is used);
+- any object with ``.shape == (n, n)`` and a ``matmat`` method or ``@``
+  (structured operators of this package, torch/curvlinops adapters, ...).
+
+Dtype rules: float32 and float64 are kept; integer and boolean inputs are
+promoted to float64; complex and object dtypes are refused (``TypeError``).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import LinearOperator
+
+__all__ = ["CountingOperator", "SquaredOperator", "as_operator", "check_symmetric"]
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _result_dtype(dtype) -> np.dtype:
+    """Working dtype for an input dtype, or a TypeError naming the problem."""
+    if dtype is None:
+        return np.dtype(np.float64)
+    dtype = np.dtype(dtype)
+    if dtype.kind == "c":
+        raise TypeError(f"complex matrices are not supported (dtype {dtype}); "
+                        "lmatrank estimates the rank of real symmetric matrices")
+    if dtype.kind in "biu":
+        return np.dtype(np.float64)
+    if dtype in _FLOATS:
+        return dtype
+    if dtype.kind == "f":  # float16, longdouble
+        return np.dtype(np.float64)
+    raise TypeError(f"unsupported dtype {dtype}; expected a real floating or integer dtype")
+
+
+class CountingOperator:
+    """A square real operator that applies block products and counts them.
+
+    Parameters
+    ----------
+    matmat : callable
+        ``matmat(X) -> S @ X`` for ``X`` of shape ``(n, b)``.
+    n : int
+        Order of the operator.
+    dtype : numpy dtype
+        Working dtype (float32 or float64).
+    kind : {"dense", "sparse", "generic"}
+        What `matrix` holds, so that backends can use specialised kernels.
+    matrix : ndarray, scipy.sparse CSR array, or object
+        The underlying matrix (dense / CSR) or the user's operator.
+
+    Attributes
+    ----------
+    matvecs : int
+        Number of single-vector products applied so far.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lmatrank.operators import as_operator
+    >>> op = as_operator(np.eye(3), check_symmetry=False)
+    >>> op.matmat(np.ones((3, 2))).shape, op.matvecs
+    ((3, 2), 2)
+    """
+
+    def __init__(self, matmat, n, dtype, *, kind="generic", matrix=None, name=None):
+        self._matmat = matmat
+        self.n = int(n)
+        self.shape = (self.n, self.n)
+        self.dtype = np.dtype(dtype)
+        self.kind = kind
+        self.matrix = matrix
+        self.name = name or kind
+        self.matvecs = 0
+
+    def count(self, b: int) -> None:
+        """Record ``b`` single-vector products done outside :meth:`matmat`."""
+        self.matvecs += int(b)
+
+    def matmat(self, X):
+        """Return ``S @ X`` for a block ``X`` of shape ``(n, b)``; counts ``b``."""
+        if X.ndim != 2 or X.shape[0] != self.n:
+            raise ValueError(f"expected a block of shape ({self.n}, b), got {X.shape}")
+        self.matvecs += X.shape[1]
+        Y = self._matmat(X)
+        Y = np.asarray(Y)
+        if Y.shape != X.shape:
+            raise ValueError(f"operator returned shape {Y.shape} for a block of shape {X.shape}")
+        if Y.dtype != self.dtype:
+            Y = Y.astype(self.dtype, copy=False)
+        return Y
+
+    def __matmul__(self, X):
+        X = np.asarray(X)
+        if X.ndim == 1:
+            return self.matmat(X[:, None])[:, 0]
+        return self.matmat(X)
+
+    def as_linear_operator(self) -> LinearOperator:
+        """A scipy LinearOperator view that counts products through this object."""
+        return LinearOperator(self.shape, matvec=lambda x: self @ np.ravel(x),
+                              matmat=self.matmat, rmatvec=lambda x: self @ np.ravel(x),
+                              dtype=self.dtype)
+
+    def todense(self) -> np.ndarray:
+        """Dense copy (uses ``n`` products for generic operators)."""
+        if self.kind == "dense":
+            return np.array(self.matrix, dtype=self.dtype)
+        if self.kind == "sparse":
+            return self.matrix.toarray().astype(self.dtype, copy=False)
+        return self.matmat(np.eye(self.n, dtype=self.dtype))
+
+    def __repr__(self) -> str:
+        return f"<CountingOperator {self.name} n={self.n} dtype={self.dtype} matvecs={self.matvecs}>"
+
+
+class SquaredOperator(CountingOperator):
+    """``S @ S`` applied as two products with `base` (both counted on `base`).
+
+    Used to count the rank of an indefinite symmetric ``S``: ``rank(S) =
+    rank(S**2)`` and ``S**2`` is positive semi-definite.
+    """
+
+    def __init__(self, base: CountingOperator):
+        self.base = base
+        super().__init__(lambda X: base.matmat(base.matmat(X)), base.n, base.dtype,
+                         kind="squared", matrix=base, name=f"({base.name})^2")
+
+    @property
+    def matvecs(self):
+        return self.base.matvecs
+
+    @matvecs.setter
+    def matvecs(self, value):  # products are counted on the base operator
+        pass
+
+    def count(self, b):
+        self.base.count(2 * b)
+
+
+def _check_finite_values(values, what):
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{what} contains non-finite values (NaN or Inf)")
+
+
+def _check_square(shape, what):
+    if len(shape) != 2:
+        raise ValueError(f"{what} must be 2-D (a square matrix), got shape {tuple(shape)}")
+    if shape[0] != shape[1]:
+        raise ValueError(f"{what} must be square, got shape {tuple(shape)}")
+    if shape[0] == 0:
+        raise ValueError(f"{what} is empty (shape {tuple(shape)})")
+
+
+def as_operator(A, *, dtype=None, check_symmetry=True, rng=None, symmetry_rtol=None,
+                fresh=False):
+    """Normalise `A` into a :class:`CountingOperator`.
+
+    Parameters
+    ----------
+    A : array_like, sparse matrix/array, LinearOperator or operator-like
+        The symmetric matrix. See the module docstring for accepted types.
+    dtype : {None, numpy.float32, numpy.float64}, optional
+        Working dtype; default: from `A` (ints promoted to float64).
+    check_symmetry : bool, optional
+        Run the probe-based symmetry test of :func:`check_symmetric` (default True).
+        Its products are counted.
+    rng : numpy.random.Generator or seed, optional
+        Source of the symmetry probes.
+    symmetry_rtol : float, optional
+        Tolerance of the symmetry test; default: see :func:`check_symmetric`.
+    fresh : bool, optional
+        When `A` is already a CountingOperator, wrap it in a new one whose count
+        starts at zero (default: return `A` itself).
+
+    Returns
+    -------
+    CountingOperator
+
+    Raises
+    ------
+    TypeError
+        Unsupported type or dtype (complex, object, ...).
+    ValueError
+        Not 2-D, not square, empty, non-finite entries, not symmetric.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from lmatrank.operators import as_operator
+    >>> op = as_operator(sp.diags([1.0, 2.0, 0.0]).tocoo())
+    >>> op.kind, op.n, op.dtype
+    ('sparse', 3, dtype('float64'))
+    >>> as_operator(np.ones((2, 3)))
+    Traceback (most recent call last):
+    ...
+    ValueError: matrix must be square, got shape (2, 3)
+    """
+    if isinstance(A, CountingOperator):
+        if not fresh:
+            return A
+        op = CountingOperator(A.matmat, A.n, A.dtype if dtype is None else _result_dtype(dtype),
+                              kind=A.kind, matrix=A.matrix, name=A.name)
+        if check_symmetry:
+            check_symmetric(op, rng=rng, rtol=symmetry_rtol)
+        return op
+    if sp.issparse(A):
+        _check_square(A.shape, "matrix")
+        work = _result_dtype(A.dtype) if dtype is None else _result_dtype(dtype)
+        M = sp.csr_array(A, dtype=work)
+        M.sum_duplicates()
+        _check_finite_values(M.data, "matrix")
+        op = CountingOperator(lambda X: M @ X, M.shape[0], work, kind="sparse", matrix=M,
+                              name=f"sparse[{A.format}]")
+    elif isinstance(A, LinearOperator):
+        _check_square(A.shape, "operator")
+        work = _result_dtype(A.dtype if dtype is None else dtype)
+        op = CountingOperator(A.matmat, A.shape[0], work, kind="generic", matrix=A,
+                              name=type(A).__name__)
+    elif isinstance(A, np.ndarray) or isinstance(A, (list, tuple)) or isinstance(A, numbers.Number):
+        arr = np.asarray(A)
+        if arr.dtype == object:
+            raise TypeError("object arrays are not supported; pass a numeric array")
+        _check_square(arr.shape, "matrix")
+        work = _result_dtype(arr.dtype if dtype is None else dtype)
+        M = np.ascontiguousarray(arr, dtype=work)
+        _check_finite_values(M, "matrix")
+        op = CountingOperator(lambda X: M @ X, M.shape[0], work, kind="dense", matrix=M,
+                              name="dense")
+    elif hasattr(A, "shape") and (hasattr(A, "matmat") or hasattr(A, "__matmul__")):
+        shape = tuple(A.shape)
+        _check_square(shape, "operator")
+        work = _result_dtype(getattr(A, "dtype", None) if dtype is None else dtype)
+        apply = A.matmat if hasattr(A, "matmat") else (lambda X: A @ X)
+        op = CountingOperator(apply, shape[0], work, kind="generic", matrix=A,
+                              name=type(A).__name__)
+    else:
+        raise TypeError(
+            f"cannot use an object of type {type(A).__name__} as a matrix: expected an ndarray, "
+            "a scipy.sparse matrix, a LinearOperator, or an object with .shape and matmat/@")
+    if check_symmetry:
+        check_symmetric(op, rng=rng, rtol=symmetry_rtol)
+    return op
+
+
+def check_symmetric(op: CountingOperator, *, rng=None, n_probes=3, rtol=None):
+    """Probe-based symmetry test: ``X^T (S X)`` must be a symmetric ``k x k`` matrix.
+
+    With ``k = n_probes`` Gaussian probes ``X`` and ``Y = S X``, the test refuses
+    ``S`` when ``||X^T Y - Y^T X||_F > rtol * ||X||_F ||Y||_F``. The default
+    ``rtol`` is ``1e3 * sqrt(n) * eps(dtype)``, which allows for the rounding of
+    the products; the test is relative to the operator's own scale, so a matrix
+    and any positive multiple of it pass or fail together. The check also
+    refuses operators that return non-finite values. Costs `n_probes` products.
+
+    Raises
+    ------
+    ValueError
+        If `op` is detectably non-symmetric or returns non-finite values.
+    """
+    rng = np.random.default_rng(rng)
+    k = min(n_probes, op.n)
+    X = rng.standard_normal((op.n, k)).astype(op.dtype)
+    Y = op.matmat(X)
+    if not np.all(np.isfinite(Y)):
+        raise ValueError("operator returned non-finite values (NaN or Inf) on a probe vector")
+    X64, Y64 = X.astype(np.float64), Y.astype(np.float64)
+    M = X64.T @ Y64
+    scale = np.linalg.norm(X64) * np.linalg.norm(Y64)
+    if rtol is None:
+        rtol = 1e3 * np.sqrt(op.n) * np.finfo(op.dtype).eps
+    asym = np.linalg.norm(M - M.T)
+    if scale > 0 and asym > rtol * scale:
+        raise ValueError(
+            f"matrix is not symmetric: probe test gives relative asymmetry {asym / scale:.3g} "
+            f"> {rtol:.3g} (pass check_symmetry=False to skip this test)")
+    return asym / scale if scale > 0 else 0.0
