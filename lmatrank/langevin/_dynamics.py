@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._progress import RunningChainMean
+
 __all__ = ["DivergedRun", "run_euler_maruyama"]
 
 
@@ -35,7 +37,7 @@ class DivergedRun(Exception):
 
 
 def run_euler_maruyama(op, backend, *, n_chains, n_steps, eta, sigma2, precond, noise, gen,
-                       corrected=True, blowup=None):
+                       corrected=True, blowup=None, progress=None, burn_in=0, budget=None):
     """Simulate `n_steps` EM steps of `n_chains` chains from ``theta_0 = 0``.
 
     Returns
@@ -43,6 +45,10 @@ def run_euler_maruyama(op, backend, *, n_chains, n_steps, eta, sigma2, precond, 
     trace : ndarray, shape (n_steps, n_chains), float64
         The rank observable of every chain at every step (row ``k`` is the
         state after ``k`` updates).
+
+    `progress`, if not None, is called after every step as
+    ``progress(op.matvecs, budget, estimate, stderr)`` with the running mean of
+    the rows after `burn_in` (see :mod:`lmatrank._progress`).
 
     Raises
     ------
@@ -57,6 +63,7 @@ def run_euler_maruyama(op, backend, *, n_chains, n_steps, eta, sigma2, precond, 
     trace = np.empty((n_steps, n_chains), dtype=np.float64)
     noise_std = float(np.sqrt(eta * sigma2))
     inv_sigma2 = 1.0 / sigma2
+    tracker = RunningChainMean(burn_in) if progress is not None else None
     for k in range(n_steps):
         s_theta = backend.matmat(op, theta)
         quad, gnorm = backend.em_update(theta, s_theta, eta=eta, noise_std=noise_std,
@@ -67,4 +74,6 @@ def run_euler_maruyama(op, backend, *, n_chains, n_steps, eta, sigma2, precond, 
         worst = row.max()
         if not (worst < blowup) or not np.isfinite(row.min()):  # catches NaN too
             raise DivergedRun(k, float(worst))
+        if tracker is not None:
+            progress(op.matvecs, budget, *tracker.push(row))
     return trace
