@@ -170,7 +170,7 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
         for key, value in PAPER_SETTINGS.items():
             if settings[key] is None:
                 settings[key] = value
-    settings["n_chains"] = settings["n_chains"] or 8
+    settings["n_chains"] = 8 if settings["n_chains"] is None else settings["n_chains"]
     settings["sigma2"] = 1.0 if settings["sigma2"] is None else settings["sigma2"]
     settings["noise"] = settings["noise"] or "rademacher"
     settings["corrected"] = True if settings["corrected"] is None else bool(settings["corrected"])
