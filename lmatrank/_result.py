@@ -64,3 +64,25 @@ class RankEstimate:
             f"rank {self.rank} (estimate {self.estimate:.2f} +- {self.stderr:.2f}, "
             f"threshold {self.threshold:.3g}, {self.matvecs} products, method {self.method!r}){flag}"
         )
+
+    def plot(self, *, fig=None, true_rank=None, eigenvalues=None):
+        """Diagnostic plots: loss curve (with theory overlay), rank vs threshold, KPM density.
+
+        Needs matplotlib (``pip install "lmatrank[plot]"``); see
+        :func:`lmatrank._plotting.plot_estimate` for the panels and parameters.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+
+        Examples
+        --------
+        >>> import numpy as np, lmatrank
+        >>> from matplotlib.figure import Figure
+        >>> est = lmatrank.estimate_rank(np.diag([2.0, 1.0, 0.0]), method="exact")
+        >>> len(est.plot(fig=Figure()).axes)
+        1
+        """
+        from ._plotting import plot_estimate
+
+        return plot_estimate(self, fig=fig, true_rank=true_rank, eigenvalues=eigenvalues)
