@@ -6,11 +6,7 @@ from ._preconditioner import Preconditioner, as_preconditioner
 
 __all__ = ["CountingOperator", "Preconditioner", "SquaredOperator", "as_operator",
            "as_preconditioner", "check_symmetric"]
+from ._kronecker import KroneckerProduct
+from ._linear_network import LinearNetworkHessian, random_minimum
 
-try:  # structured operators (added alongside; keep the core importable while they land)
-    from ._kronecker import KroneckerProduct  # noqa: F401
-    from ._linear_network import LinearNetworkHessian, random_minimum  # noqa: F401
-
-    __all__ += ["KroneckerProduct", "LinearNetworkHessian", "random_minimum"]
-except ImportError:  # pragma: no cover
-    pass
+__all__ += ["KroneckerProduct", "LinearNetworkHessian", "random_minimum"]
