@@ -30,6 +30,7 @@ import warnings
 import numpy as np
 
 from .._errors import ConvergenceWarning, DivergenceError
+from .._progress import make_progress
 from .._result import RankEstimate
 from ..backends import get_backend
 from ..operators import SquaredOperator, as_preconditioner
@@ -147,8 +148,11 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
         eigenvalue (or when the PSD run diverges with a safely stable step).
     lanczos_steps : int
         Lanczos steps for ``lambda_max`` (default ``min(n, max(30, 2 sqrt n), 80)``).
-    progress : bool
-        Reserved for a progress display.
+    progress : bool or callable
+        True: a tqdm bar of products vs budget with the running estimate +-
+        stderr, drawn only when standard error is a terminal. A callable is
+        called after every step as ``progress(matvecs, budget, estimate,
+        stderr)`` (see :mod:`lmatrank._progress`).
 
     Returns
     -------
@@ -211,11 +215,14 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
                 f" use eta < {2.0 / ritz_max_run:.4g} or leave eta=None")
         plan = _plan(settings, step, max_matvecs, op.matvecs,
                      2 if squared else 1, rtol, atol, lam_max_run, squared)
+        budget = op.matvecs + plan["n_steps"] * plan["n_chains"] * (2 if squared else 1)
+        bar = make_progress(progress, budget=budget, desc="langevin")
         try:
             trace = run_euler_maruyama(
                 run_op, be, n_chains=plan["n_chains"], n_steps=plan["n_steps"], eta=step,
                 sigma2=settings["sigma2"], precond=precond, noise=settings["noise"], gen=gen,
-                corrected=settings["corrected"])
+                corrected=settings["corrected"], progress=bar, burn_in=plan["burn_in"],
+                budget=budget)
         except DivergedRun as exc:
             attempts.append(dict(eta=step, squared=squared, step=exc.step, value=exc.value))
             if user_eta is not None:
@@ -233,6 +240,8 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
                     f"attempts: {attempts}") from None
             backoff *= 2.0  # halve the automatic step
             continue
+        finally:
+            getattr(bar, "close", lambda: None)()
         break
 
     return _summarise(trace, plan, settings, step, op, bounds, squared, be,
