@@ -20,6 +20,10 @@ __all__ = ["estimate_rank", "available_methods", "register_method"]
 _METHODS: dict[str, object] = {
     "langevin": "lmatrank.langevin._estimator:langevin_rank",
     "exact": "lmatrank._exact:exact_rank",
+    "chebyshev": "lmatrank.spectral._ubaru_saad:chebyshev_rank",
+    "kpm": "lmatrank.spectral._ubaru_saad:kpm_rank",
+    "slq": "lmatrank.spectral._slq:slq_rank",
+    "sketch": "lmatrank.spectral._sketch:sketch_rank",
 }
 DEFAULT_METHOD = "langevin"
 # options estimate_rank itself consumes (not passed to the method)
