@@ -8,12 +8,17 @@ Only this package imports numba or cupy (matfree style); algorithm code asks
 from __future__ import annotations
 
 from ._numpy import NumpyBackend, rademacher
+from ._counter_rng import CounterStream
+from ._cupy import CupyBackend, device_namespace, operator_device_namespace
 
 __all__ = ["NumpyBackend", "available_backends", "get_backend", "rademacher", "register_backend"]
 
 _FACTORIES = {"numpy": NumpyBackend}
 # order in which backend=None tries backends for host (numpy) inputs
 _AUTO_ORDER = ["numba", "numpy"]
+# inputs living on a CUDA device (CuPy, torch CUDA, DLPack CUDA) go to this backend only
+_FACTORIES["cupy"] = CupyBackend
+__all__ += ["CounterStream", "CupyBackend", "device_namespace"]
 
 
 def register_backend(name, factory):
@@ -43,6 +48,13 @@ def get_backend(name=None, op=None):
     op : CountingOperator, optional
         The operator the backend will drive.
     """
+    if name is None and op is not None and operator_device_namespace(op) is not None:
+        # device input: never copy it to the host behind the user's back
+        try:
+            return _FACTORIES["cupy"]()
+        except ImportError as exc:
+            raise ValueError("the input lives on a CUDA device but the cupy backend is "
+                             f"not available here: {exc}") from None
     if name is None:
         for candidate in _AUTO_ORDER:
             if candidate in _FACTORIES:
