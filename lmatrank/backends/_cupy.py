@@ -482,29 +482,36 @@ class CupyBackend:
                           precond=precond, noise=noise, gen=gen)
             return observables[0], observables[1]
 
-    def baoab_update(self, q, p, s_q, *, half_h, friction, noise_scale, first, precond, noise,
-                     gen):
-        """One fused BAOAB step in place on ``(q, p)`` given ``s_q = S q``.
+    def baoab_update(self, q, p, s_q, *, h, friction, temperature, precond, noise, gen):
+        """One BAOAB step in place on ``(q, p)``; returns ``q^T s_q`` of the incoming state.
 
-        Closing kick of the previous step (unless `first`), observables
-        ``(q^T S q, p^T G p)`` of the resulting state, then B, A, O
-        (``p = friction * p + noise_scale * L xi``), A. Identity and diagonal
-        preconditioners are fused; others are not supported on this path.
+        The step of :meth:`lmatrank.backends.NumpyBackend.baoab_update` (merged
+        half kicks), fused into one kernel for identity and diagonal
+        preconditioners; other preconditioners run it as separate array
+        operations with their own ``apply``/``apply_factor``.
         """
-        gdiag, groot, apply, _ = self._device_preconditioner(precond, q.dtype)
-        if apply is not None:
-            raise ValueError("baoab_update fuses identity and diagonal preconditioners only")
+        gdiag, groot, apply, apply_factor = self._device_preconditioner(precond, q.dtype)
         n, c = q.shape
-        s = self._contiguous("s_q", s_q)
-        key, call, stream = self.noise_source(gen)
         with self._device_of(q):
-            observables = self.xp.empty((2, c), dtype=np.float64)
+            if apply is not None:
+                quad = self.xp.einsum("ij,ij->j", q, s_q, dtype=np.float64)
+                p -= h * apply(s_q)
+                q += (0.5 * h) * p
+                p *= friction
+                p += np.sqrt(temperature * (1.0 - friction * friction)) * apply_factor(
+                    self.noise(gen, p.shape, noise, p.dtype))
+                q += (0.5 * h) * p
+                return quad
+            if not (q.flags.c_contiguous and p.flags.c_contiguous):
+                raise ValueError("the fused BAOAB kernel needs C-contiguous q and p blocks")
+            s = self._contiguous("s_q", s_q)
+            key, call, stream = self.noise_source(gen)
+            observables = self.xp.empty((c,), dtype=np.float64)
             extra = {} if not self.on_device else {"partial": self._partials(n, c)}
-            self.kernels.baoab_step(q, p, s, gdiag=gdiag, groot=groot, half_h=half_h,
-                                    friction_a=friction, noise_b=noise_scale, first=first,
-                                    key=key, call=call, stream=stream, kind=noise,
-                                    observables=observables, **extra)
-            return observables[0], observables[1]
+            self.kernels.baoab_step(q, p, s, gdiag=gdiag, groot=groot, h=h, friction=friction,
+                                    temperature=temperature, key=key, call=call, stream=stream,
+                                    kind=noise, observables=observables, **extra)
+            return observables
 
     def _device_of(self, arr):
         device = getattr(arr, "device", None) if self.on_device else None

@@ -25,7 +25,9 @@ Kernels
     order of the numpy backend, ``theta - eta*gs + noise_std*xi``, so no fused
     multiply-add changes the rounding.
 ``lmr_baoab_step_<T>``
-    One fused BAOAB step (Leimkuhler–Matthews; DESIGN §4.5), same layout.
+    One fused preconditioned BAOAB step (Leimkuhler–Matthews; DESIGN §4.5) as
+    defined by ``NumpyBackend.baoab_update`` (merged half kicks), same layout;
+    reduces ``q^T S q`` of the incoming state.
 ``lmr_reduce_partials``
     Sum the per-block partials over blocks in a fixed order.
 
@@ -130,22 +132,16 @@ extern "C" __global__ void lmr_em_step_TYPE(
 """
 
 _BAOAB_KERNEL = r"""
-/* One BAOAB step with the force S q of the current position given:
- *   B: p -= h/2 s;  A: q += h/2 G p;  O: p = a p + b L xi;  A: q += h/2 G p
- * and the closing B (p -= h/2 S q_new) is applied by the *next* call, which
- * receives S q_new: a call starts with p -= h/2 s when `first` is 0, with no
- * kick at all on the first call, i.e. the kicks of consecutive steps are
- * merged into p -= h s ... except that the observable must see the state
- * after the full step, so the kernel applies the merged kick in two halves:
- *   closing half of the previous step (skipped when first != 0), observables,
- *   opening half of this step.
- * Observables of the current state (q, p after the closing kick):
- *   quad = q^T S q,  kinetic = p^T G p.
+/* One preconditioned BAOAB step (NumpyBackend.baoab_update), given s_q = S q:
+ *   quad = q^T s_q (incoming state)
+ *   p -= h G s_q;  q += (h/2) p;  p = friction p + noise_b L xi;  q += (h/2) p
+ * The O-step noise term is formed in double (the numpy backend's scalar
+ * sqrt(T (1 - c^2)) is a float64) and rounded once to TYPE.
  */
 extern "C" __global__ void lmr_baoab_step_TYPE(
     TYPE* __restrict__ q, TYPE* __restrict__ p, const TYPE* __restrict__ s_q,
     const TYPE* __restrict__ gdiag, const TYPE* __restrict__ groot,
-    TYPE half_h, TYPE friction_a, TYPE noise_b, int first,
+    TYPE h, TYPE half_h, TYPE friction, double noise_b,
     lmr_u64 key, lmr_u32 call, lmr_u32 stream, int kind,
     long long n, int c, int col_tile, int rows_per_block, double* __restrict__ partial)
 {
@@ -154,27 +150,25 @@ extern "C" __global__ void lmr_baoab_step_TYPE(
     int local_row = t / col_tile;
     int col = blockIdx.y * col_tile + t % col_tile;
     long long row = (long long)blockIdx.x * rows_per_block + local_row;
-    double quad = 0.0, kinetic = 0.0;
+    double quad = 0.0;
     if (row < n && col < c) {
         long long i = row * c + col;
         TYPE qi = q[i], pi = p[i], s = s_q[i];
-        TYPE g = gdiag ? gdiag[row] : (TYPE)1;
-        if (!first) pi = LMR_SUB(pi, LMR_MUL(half_h, s));           /* closing B */
         quad = (double)qi * (double)s;
-        kinetic = (double)pi * (double)(gdiag ? LMR_MUL(g, pi) : pi);
-        pi = LMR_SUB(pi, LMR_MUL(half_h, s));                       /* B */
-        qi = LMR_ADD(qi, LMR_MUL(half_h, gdiag ? LMR_MUL(g, pi) : pi));   /* A */
+        TYPE gs = gdiag ? LMR_MUL(gdiag[row], s) : s;
+        pi = LMR_SUB(pi, LMR_MUL(h, gs));                        /* B (two merged halves) */
+        qi = LMR_ADD(qi, LMR_MUL(half_h, pi));                   /* A */
+        pi = LMR_MUL(pi, friction);                              /* O: friction */
         TYPE raw = kind == 0 ? (TYPE)lmr_counter_sign(key, call, stream, (lmr_u64)i)
                              : (TYPE)lmr_counter_gaussian(key, call, stream, (lmr_u64)i);
         TYPE xi = groot ? LMR_MUL(groot[row], raw) : raw;
-        pi = LMR_ADD(LMR_MUL(friction_a, pi), LMR_MUL(noise_b, xi));   /* O */
-        qi = LMR_ADD(qi, LMR_MUL(half_h, gdiag ? LMR_MUL(g, pi) : pi));   /* A */
+        pi = (TYPE)__dadd_rn((double)pi, __dmul_rn(noise_b, (double)xi));   /* O: noise */
+        qi = LMR_ADD(qi, LMR_MUL(half_h, pi));                   /* A */
         q[i] = qi;
         p[i] = pi;
     }
     shm[t] = quad;
-    shm[blockDim.x + t] = kinetic;
-    lmr_tile_reduce(shm, 2, t, local_row, col_tile, rows_per_block, col, c, partial);
+    lmr_tile_reduce(shm, 1, t, local_row, col_tile, rows_per_block, col, c, partial);
 }
 """
 
@@ -287,25 +281,19 @@ class ReferenceKernels:
         theta += noise_std * xi
         return observables
 
-    def baoab_step(self, q, p, s_q, *, gdiag, groot, half_h, friction_a, noise_b, first,
-                   key, call, stream, kind, observables):
-        """Fused BAOAB step in place on ``(q, p)`` (see the CUDA source for the split kicks)."""
-        dt = q.dtype.type
-        half_h, friction_a, noise_b = dt(half_h), dt(friction_a), dt(noise_b)
-        g = None if gdiag is None else gdiag[:, None]
-        if not first:
-            p -= half_h * s_q
-        observables[0] = np.einsum("ij,ij->j", q, s_q, dtype=np.float64)
-        observables[1] = np.einsum("ij,ij->j", p, p if g is None else g * p, dtype=np.float64)
-        p -= half_h * s_q
-        q += half_h * (p if g is None else g * p)
+    def baoab_step(self, q, p, s_q, *, gdiag, groot, h, friction, temperature, key, call,
+                   stream, kind, observables):
+        """Fused BAOAB step in place on ``(q, p)``; ``observables[:] = q^T s_q`` (old state)."""
+        observables[...] = np.einsum("ij,ij->j", q, s_q, dtype=np.float64)
+        p -= h * (s_q if gdiag is None else gdiag[:, None] * s_q)
+        q += (0.5 * h) * p
+        p *= friction
         xi = np.empty_like(q)
         self.noise(xi, key, call, stream, kind)
         if groot is not None:
             xi = groot[:, None] * xi
-        p *= friction_a
-        p += noise_b * xi
-        q += half_h * (p if g is None else g * p)
+        p += np.sqrt(temperature * (1.0 - friction * friction)) * xi
+        q += (0.5 * h) * p
         return observables
 
 
@@ -371,18 +359,19 @@ class CudaKernels:
         self._reduce(partial, grid[0], observables, theta.dtype)
         return observables
 
-    def baoab_step(self, q, p, s_q, *, gdiag, groot, half_h, friction_a, noise_b, first,
-                   key, call, stream, kind, observables, partial):
+    def baoab_step(self, q, p, s_q, *, gdiag, groot, h, friction, temperature, key, call,
+                   stream, kind, observables, partial):
         n, c = q.shape
         col_tile, rows, grid, block = launch_geometry(n, c)
         null = 0
         sc = lambda v: self._scalar(q.dtype, v)  # noqa: E731
+        noise_b = np.float64(np.sqrt(temperature * (1.0 - friction * friction)))
         self._function(q.dtype, "lmr_baoab_step")(
             grid, block,
             (q, p, s_q, null if gdiag is None else gdiag, null if groot is None else groot,
-             sc(half_h), sc(friction_a), sc(noise_b), np.int32(bool(first)), np.uint64(key),
-             np.uint32(call), np.uint32(stream), np.int32(_kind_code(kind)), np.int64(n),
-             np.int32(c), np.int32(col_tile), np.int32(rows), partial),
-            shared_mem=2 * block[0] * 8)
+             sc(h), sc(0.5 * h), sc(friction), noise_b, np.uint64(key), np.uint32(call),
+             np.uint32(stream), np.int32(_kind_code(kind)), np.int64(n), np.int32(c),
+             np.int32(col_tile), np.int32(rows), partial),
+            shared_mem=block[0] * 8)
         self._reduce(partial, grid[0], observables, q.dtype)
         return observables
