@@ -99,8 +99,9 @@ def step_coefficients(degree, a, b):
     Examples
     --------
     >>> from lmatrank.spectral import step_coefficients
-    >>> step_coefficients(2, -1.0, 1.0)        # the constant 1
-    array([1., 0., 0.])
+    >>> c = step_coefficients(2, -1.0, 1.0)     # the constant 1
+    >>> [round(float(x), 12) + 0.0 for x in c]
+    [1.0, 0.0, 0.0]
     """
     m = _check_degree(degree)
     a, b = float(np.clip(a, -1.0, 1.0)), float(np.clip(b, -1.0, 1.0))
