@@ -228,8 +228,10 @@ class DeviceLinearNetworkHessian:
 
     def _unpack(self, X):
         c = X.shape[1]
-        return [X[a:b].T.reshape(c, s, r).swapaxes(1, 2)
-                for (s, r), a, b in zip(self._shapes, self._offsets[:-1], self._offsets[1:])]
+        # column-major vec of each (rows, cols) layer, as LinearNetworkHessian.unpack
+        return [X[a:b].T.reshape(c, cols, rows).swapaxes(1, 2)
+                for (rows, cols), a, b in zip(self._shapes, self._offsets[:-1],
+                                              self._offsets[1:])]
 
     def _pack(self, stacks):
         xp = self._xp
