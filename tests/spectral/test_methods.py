@@ -1,0 +1,220 @@
+"""The registered spectral rank methods against exact eigvalsh counts.
+
+Chebyshev/KPM: the expectation of the estimate is exactly ``tr psi(A)`` for the
+damped polynomial filter ``psi`` the method used (reconstructed here from
+``info``), so the test checks (1) the statistical part, |estimate - tr psi| <=
+5 stderr, and (2) the deterministic filter error |tr psi - eigvalsh count| <
+0.5 on spectra whose gaps exceed the filter's resolution. SLQ: spectra with few
+distinct eigenvalues make Lanczos break down, so Gauss quadrature is exact and
+only the 5-stderr statistical error remains. Sketch: exact on exactly low-rank input.
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.sparse.linalg import aslinearoperator
+
+import lmatrank
+from lmatrank.spectral import chebyshev_series, damping_coefficients, step_coefficients
+
+
+def _spectral_matrix(lam, rng):
+    n = len(lam)
+    U, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    A = (U * lam) @ U.T
+    return 0.5 * (A + A.T)
+
+
+def _forms(A):
+    return {"dense": A, "sparse": sp.csr_array(A), "linop": aslinearoperator(A)}
+
+
+PSD = np.r_[np.linspace(1.0, 10.0, 40), np.zeros(160)]                               # rank 40
+INDEF = np.r_[np.linspace(3.0, 10.0, 30), -np.linspace(3.0, 8.0, 20), np.zeros(150)]  # 30 + 20
+
+
+def _filter_trace(est, lam):
+    """tr psi(A): the exact expectation of a Chebyshev/KPM estimate."""
+    info = est.info
+    lmin, lmax, eps = info["lambda_min"], info["lambda_max"], est.threshold
+    c, h = 0.5 * (lmax + lmin), 0.5 * (lmax - lmin)
+    m = len(info["dos"]["eigenvalues"]) and (2 * info["degree"] if info["doubling"] else info["degree"])
+    coef = step_coefficients(m, (eps - c) / h, (lmax - c) / h)
+    if lmin < -eps:
+        coef = coef + step_coefficients(m, (lmin - c) / h, (-eps - c) / h)
+    return float(np.sum(chebyshev_series(damping_coefficients(m, info["damping"]) * coef,
+                                         (lam - c) / h)))
+
+
+@pytest.mark.parametrize("method", ["chebyshev", "kpm"])
+@pytest.mark.parametrize("lam", [PSD, INDEF], ids=["psd", "indefinite"])
+def test_chebyshev_kpm_against_eigvalsh(method, lam):
+    rng = np.random.default_rng(7)
+    A = _spectral_matrix(lam, rng)
+    for kind, M in _forms(A).items():
+        est = lmatrank.estimate_rank(M, method=method, rng=11, n_probes=100)
+        truth = int(np.sum(np.abs(lam) > est.threshold))
+        expected = _filter_trace(est, lam)
+        assert abs(est.estimate - expected) <= 5 * est.stderr, kind
+        assert abs(expected - truth) < 0.5, kind
+        assert truth == int(np.sum(lam != 0))                 # threshold inside the gap
+        assert est.matvecs == 3 + est.info["lanczos_matvecs"] + 100 * est.info["degree"]
+        n_pos, n_neg = int(np.sum(lam > 0)), int(np.sum(lam < 0))
+        assert abs(est.info["n_positive"] - n_pos) < 5 * est.stderr + 0.5
+        assert abs(est.info["n_negative"] - n_neg) < 5 * est.stderr + 0.5
+        assert {"count_half_threshold", "count_double_threshold", "dos"} <= set(est.info)
+
+
+def test_chebyshev_rtol_atol_and_scale_invariance():
+    rng = np.random.default_rng(2)
+    lam = np.r_[np.linspace(4.0, 10.0, 30), np.linspace(0.05, 0.5, 30), np.zeros(140)]
+    A = _spectral_matrix(lam, rng)
+    est = lmatrank.estimate_rank(A, method="chebyshev", rng=3, rtol=0.2, n_probes=100)
+    assert est.threshold == pytest.approx(0.2 * 10.0, rel=1e-6)
+    assert abs(est.estimate - _filter_trace(est, lam)) <= 5 * est.stderr
+    assert abs(_filter_trace(est, lam) - 30) < 0.5
+    est2 = lmatrank.estimate_rank(A, method="chebyshev", rng=3, atol=2.0, n_probes=100)
+    assert est2.threshold == 2.0 and est2.estimate == pytest.approx(est.estimate, rel=1e-6)
+    big = lmatrank.estimate_rank(1e6 * A, method="chebyshev", rng=3, rtol=0.2, n_probes=100)
+    assert big.estimate == pytest.approx(est.estimate, rel=1e-6)
+    # the sensitivity counts come from the same moments
+    assert est.info["count_half_threshold"] >= est.info["count_double_threshold"] - 1
+
+
+def test_chebyshev_faithful_uses_published_settings():
+    rng = np.random.default_rng(4)
+    lam = 1e3 * np.r_[np.linspace(0.5, 1.0, 30), np.zeros(120)]
+    A = _spectral_matrix(lam, rng)
+    est = lmatrank.estimate_rank(A, method="chebyshev", faithful=True, rng=5)
+    info = est.info
+    assert (info["degree"], info["n_probes"], info["damping"], info["probes"]) == \
+        (50, 300, "sigma", "gaussian")
+    assert len(info["dos"]["eigenvalues"]) == 125
+    assert info["lambda_min"] == -1e-5 and info["lambda_max"] >= 1e3 + 1e-5
+    # grid artefact: eps = lmin + 1.25 (lmax - lmin) / 101
+    assert est.threshold == pytest.approx(-1e-5 + 1.25 * (info["lambda_max"] + 1e-5) / 101,
+                                          rel=1e-9)
+    assert abs(est.estimate - _filter_trace(est, lam)) <= 5 * est.stderr
+    assert est.matvecs == 3 + info["lanczos_matvecs"] + 300 * 50
+
+
+@pytest.mark.parametrize("lam", [
+    np.repeat([0.0, 1.0, 3.0, 7.0], [150, 20, 20, 10]),
+    np.repeat([-4.0, -1.0, 0.0, 2.0, 9.0], [15, 10, 150, 15, 10])], ids=["psd", "indefinite"])
+def test_slq_exact_quadrature_against_eigvalsh(lam):
+    rng = np.random.default_rng(8)
+    A = _spectral_matrix(lam, rng)
+    truth = int(np.sum(lam != 0))
+    for kind, M in _forms(A).items():
+        est = lmatrank.estimate_rank(M, method="slq", rng=9, n_steps=20, n_probes=60)
+        assert abs(est.estimate - truth) <= 5 * est.stderr + 1e-8, kind
+        assert est.stderr > 0
+        # one block product per Lanczos step; all probes break down after <= 5 steps
+        assert (est.matvecs - 3) % 60 == 0 and est.matvecs - 3 <= 60 * 5
+        assert abs(est.info["n_negative"] - np.sum(lam < 0)) <= 5 * est.stderr + 1e-8
+    # a user threshold between distinct eigenvalues
+    est = lmatrank.estimate_rank(A, method="slq", rng=9, n_steps=20, n_probes=60, atol=1.5)
+    assert abs(est.estimate - np.sum(np.abs(lam) > 1.5)) <= 5 * est.stderr + 1e-8
+
+
+def test_slq_full_krylov_space_is_exact_for_any_spectrum():
+    rng = np.random.default_rng(10)
+    lam = np.r_[rng.uniform(0.5, 3.0, 60), np.zeros(40)]
+    A = _spectral_matrix(lam, rng)
+    est = lmatrank.estimate_rank(A, method="slq", rng=1, n_steps=100, n_probes=30, rtol=0.05)
+    assert abs(est.estimate - np.sum(lam > 0.05 * lam.max())) <= 5 * est.stderr + 1e-6
+
+
+@pytest.mark.parametrize("r, kinds", [(1, ("dense", "sparse", "linop")),
+                                      (37, ("dense", "sparse", "linop")), (150, ("linop",))])
+def test_sketch_exact_on_exactly_low_rank(r, kinds):
+    rng = np.random.default_rng(r)
+    n = 400
+    G = rng.standard_normal((n, r))
+    signs = np.where(np.arange(r) % 3 == 0, -1.0, 1.0)
+    A = (G * signs) @ G.T                          # indefinite, rank exactly r
+    for kind in kinds:
+        est = lmatrank.estimate_rank(_forms(A)[kind], method="sketch", rng=2)
+        assert est.rank == r and est.converged and est.stderr == 0.0, kind
+        assert est.info["n_negative"] == int(np.sum(signs < 0))
+        assert est.matvecs == 3 + est.info["sketch_width"]
+        assert est.info["sketch_width"] >= r + 10
+
+
+def test_sketch_numerically_low_rank_with_rtol():
+    rng = np.random.default_rng(3)
+    lam = np.r_[np.linspace(1.0, 10.0, 50), 1e-8 * rng.uniform(size=250)]
+    A = _spectral_matrix(lam, rng)
+    est = lmatrank.estimate_rank(A, method="sketch", rng=4, rtol=1e-4)
+    assert est.rank == 50 and est.converged
+    assert est.info["count_half_threshold"] == est.info["count_double_threshold"] == 50
+
+
+def test_sketch_memory_and_budget_limits():
+    rng = np.random.default_rng(5)
+    G = rng.standard_normal((300, 120))
+    A = G @ G.T
+    with pytest.raises(ValueError, match="first sketch block .* > max_memory"):
+        lmatrank.estimate_rank(A, method="sketch", max_memory=1000)
+    est = lmatrank.estimate_rank(A, method="sketch", rng=1, max_memory=3 * 8 * 300 * 60)
+    assert not est.converged and est.info["lower_bound"] and est.rank <= 120
+    assert "max_memory" in est.info["reason"]
+    est = lmatrank.estimate_rank(A, method="sketch", rng=1, max_matvecs=80)
+    assert not est.converged and est.matvecs <= 80
+    with pytest.raises(ValueError, match="max_matvecs=5 is too small for method='sketch'"):
+        lmatrank.estimate_rank(A, method="sketch", max_matvecs=5)
+
+
+def test_zero_matrix_and_probe_budget():
+    Z = np.zeros((50, 50))
+    for method in ("chebyshev", "kpm", "slq"):
+        assert lmatrank.estimate_rank(Z, method=method, rng=0).rank == 0
+    assert lmatrank.estimate_rank(Z, method="sketch", rng=0).rank == 0
+    A = np.diag(np.r_[np.ones(10), np.zeros(90)])
+    est = lmatrank.estimate_rank(A, method="chebyshev", rng=0, max_matvecs=3 + 30 + 50 * 20)
+    assert not est.converged and est.info["n_probes"] == 20
+    est = lmatrank.estimate_rank(A, method="slq", rng=0, n_steps=10, max_matvecs=3 + 10 * 7)
+    assert not est.converged and est.info["n_probes"] == 7
+
+
+def test_reproducible_with_rng():
+    A = np.diag(np.r_[np.linspace(1, 2, 10), np.zeros(90)])
+    for method in ("chebyshev", "kpm", "slq", "sketch"):
+        a = lmatrank.estimate_rank(A, method=method, rng=42)
+        b = lmatrank.estimate_rank(A, method=method, rng=42)
+        assert a.estimate == b.estimate and a.threshold == b.threshold
+
+
+@pytest.mark.parametrize("method, options, message", [
+    ("chebyshev", dict(degree=0), "degree must be an integer >= 1"),
+    ("chebyshev", dict(n_probes=1.5), "n_probes must be an integer >= 1"),
+    ("chebyshev", dict(n_points=1), "n_points must be an integer >= 2"),
+    ("chebyshev", dict(damping="gauss"), "unknown damping 'gauss'"),
+    ("chebyshev", dict(gap_rule="median"), "unknown gap_rule 'median'"),
+    ("chebyshev", dict(probes="uniform"), "unknown probes 'uniform'"),
+    ("chebyshev", dict(spectrum="neg"), "unknown spectrum 'neg'"),
+    ("chebyshev", dict(faithful="yes"), "faithful must be True or False"),
+    ("chebyshev", dict(doubling=1), "doubling must be True or False"),
+    ("chebyshev", dict(lanczos_steps=0), "lanczos_steps must be an integer >= 1"),
+    ("chebyshev", dict(block_size=0), "block_size must be an integer >= 1"),
+    ("chebyshev", dict(max_matvecs=10), "max_matvecs=10 is too small for method='chebyshev'"),
+    ("kpm", dict(max_matvecs=0), "max_matvecs must be an integer >= 1"),
+    ("slq", dict(n_steps=0), "n_steps must be an integer >= 1"),
+    ("slq", dict(reorthogonalize=None), "reorthogonalize must be True or False"),
+    ("slq", dict(floor=0.7), "floor must be a number in"),
+    ("slq", dict(max_matvecs=20, n_steps=50), "max_matvecs=20 is too small for method='slq'"),
+    ("sketch", dict(growth=0.5), "growth must be >= 1"),
+    ("sketch", dict(growth=float("nan")), "growth must be a finite number > 0"),
+    ("sketch", dict(oversample=0), "oversample must be an integer >= 1"),
+    ("sketch", dict(max_rank=0), "max_rank must be an integer >= 1"),
+    ("sketch", dict(block_size=-1), "block_size must be an integer >= 1"),
+])
+def test_option_errors(method, options, message):
+    A = np.diag(np.r_[np.ones(5), np.zeros(35)])
+    with pytest.raises(ValueError, match=message):
+        lmatrank.estimate_rank(A, method=method, **options)
+
+
+def test_unknown_option_is_type_error():
+    with pytest.raises(TypeError, match="unknown option.*n_chains"):
+        lmatrank.estimate_rank(np.eye(4), method="slq", n_chains=3)
