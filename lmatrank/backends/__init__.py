@@ -13,7 +13,15 @@ from ._cupy import CupyBackend, device_namespace, operator_device_namespace
 
 __all__ = ["NumpyBackend", "available_backends", "get_backend", "rademacher", "register_backend"]
 
-_FACTORIES = {"numpy": NumpyBackend}
+
+def _numba_factory(**options):
+    """The Numba CPU backend; ImportError when numba cannot be imported."""
+    from ._numba import NumbaBackend
+
+    return NumbaBackend(**options)
+
+
+_FACTORIES = {"numpy": NumpyBackend, "numba": _numba_factory}
 # order in which backend=None tries backends for host (numpy) inputs
 _AUTO_ORDER = ["numba", "numpy"]
 # inputs living on a CUDA device (CuPy, torch CUDA, DLPack CUDA) go to this backend only
