@@ -1,0 +1,441 @@
+"""Numba CPU backend: parallel CSR block products and fused Langevin steps.
+
+The backend implements the interface documented on
+:class:`~lmatrank.backends.NumpyBackend` (``matmat``, ``noise``,
+``em_update``) and adds a fused step, ``em_step``, that does the sparse
+product, the noise, the update and the observables in one pass over memory.
+
+What is faster than the numpy reference, and why
+------------------------------------------------
+- CSR @ block: rows in parallel (``prange``), the block's columns innermost
+  and contiguous (vectorised), a separate single-column kernel for ``b == 1``.
+  scipy's product is single-threaded and does not vectorise across the block.
+- Noise: counter-based (SplitMix64 of a per-step key and the entry's position,
+  see :mod:`._numba_kernels`), generated inside the update loop; Rademacher
+  signs cost one 64-bit hash per 64 entries.
+- ``em_step`` for sparse operators fuses product, noise, update and float64
+  observables: the state is read once and the next state written once
+  (into a second buffer, since neighbouring rows still need the old values).
+- Dense operators use BLAS (``numpy.matmul`` into a preallocated buffer);
+  structured operators (Kronecker, linear-network Hessian) use their own
+  stacked BLAS products, which have no Python loops over chains.
+- Optional reverse Cuthill–McKee reordering of sparse inputs (``reorder``),
+  applied once; rank is permutation-invariant, and the noise stays attached to
+  the original row index, so a reordered run follows the same trajectory up
+  to rounding.
+
+Reproducibility
+---------------
+For a given ``rng`` state every result is bit-identical across runs *and
+across thread counts*: the noise of entry ``(i, c)`` depends only on a 64-bit
+key drawn from ``rng`` once per call and on ``(i, c)``; each output row is
+computed by one thread in a fixed order; per-chain reductions are summed over
+fixed chunks of rows in a fixed order. Results differ from the numpy backend's
+(different noise numbers, different summation order) but agree in
+distribution; with the same noise numbers (see :meth:`NumbaBackend.counter_noise`)
+a step agrees with the reference to rounding. Changing ``reorder`` changes
+the summation order inside each row, i.e. the results to rounding only.
+
+Float32
+-------
+With a float32 operator the matrix and the state are stored (and moved) in
+float32; row sums of the fused step and all observables are accumulated in
+float64. Null-space components of the state random-walk (their size grows
+like ``sqrt(k)`` noise steps) and are invisible to the observable in exact
+arithmetic; storing such a large state in float32 adds rounding noise of
+variance about ``eps^2 |theta|^2 / 12`` per entry and step, which inflates
+the estimate by that fraction of the injected noise. The backend tracks this
+ratio every fused step (``rounding_ratio``) and warns (RuntimeWarning) when it
+exceeds ``ROUNDING_RATIO_WARN``; it grows like ``eps^2 k / 12`` (about 5e-11
+after 1e4 steps), so re-centring is not needed at any practical run length.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import contextlib
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import reverse_cuthill_mckee
+
+from . import _numba_kernels as _k
+
+__all__ = ["NumbaBackend", "PARALLEL_MIN_ENTRIES", "ROUNDING_RATIO_WARN", "REORDER_MIN_NNZ", "REORDER_MIN_GAIN"]
+
+#: Warn when float32 rounding of the state adds this fraction of the Langevin noise.
+ROUNDING_RATIO_WARN = 1e-4
+#: ``reorder="auto"`` considers only matrices with at least this many nonzeros
+#: (smaller ones fit in cache, where locality does not matter).
+REORDER_MIN_NNZ = 200_000
+#: ``reorder="auto"`` applies the permutation when it shrinks the mean column
+#: distance ``mean |i - j|`` over the nonzeros by at least this factor.
+REORDER_MIN_GAIN = 4.0
+
+#: Blocks with fewer entries run the kernels on one thread: waking a thread
+#: pool costs more than the work, and two spinning pools (Numba's OpenMP and
+#: OpenBLAS's, alternating with dense products) slow each other down by 20x.
+PARALLEL_MIN_ENTRIES = 1 << 18
+
+_NOISE_KINDS = {"rademacher": _k.RADEMACHER, "gaussian": _k.GAUSSIAN}
+_NO_PERM = np.zeros(1, dtype=np.int64)
+_NO_DIAG = np.ones(1, dtype=np.float64)
+
+
+def _noise_kind(kind):
+    try:
+        return _NOISE_KINDS[kind]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown noise kind {kind!r}; expected 'rademacher' or 'gaussian'") \
+            from None
+
+
+@contextlib.contextmanager
+def _threads_for(entries):
+    """Run the enclosed kernels single-threaded when the block is small."""
+    if entries >= PARALLEL_MIN_ENTRIES:
+        yield
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def draw_key(gen) -> np.uint64:
+    """The 64-bit noise key of one step, drawn from `gen` (advances `gen`)."""
+    return np.uint64(gen.integers(0, 2**64, dtype=np.uint64))
+
+
+def mean_column_distance(M) -> float:
+    """``mean |i - j|`` over the stored entries of a CSR matrix (a locality measure)."""
+    rows = np.repeat(np.arange(M.shape[0], dtype=np.int64), np.diff(M.indptr))
+    if rows.size == 0:
+        return 0.0
+    return float(np.abs(rows - M.indices).mean())
+
+
+class _SparsePlan:
+    """CSR arrays as the kernels use them, possibly reordered by RCM."""
+
+    def __init__(self, M, reorder):
+        self.source = M
+        self.info = dict(reorder=reorder, permuted=False)
+        perm = None
+        if reorder is not False and M.nnz > 0:
+            if reorder is True or M.nnz >= REORDER_MIN_NNZ:
+                start = time.perf_counter()
+                candidate = reverse_cuthill_mckee(sp.csr_matrix(M), symmetric_mode=True)
+                candidate = np.asarray(candidate, dtype=np.int64)
+                permuted = sp.csr_array(M[candidate][:, candidate])
+                permuted.sort_indices()
+                before, after = mean_column_distance(M), mean_column_distance(permuted)
+                self.info.update(mean_distance_before=before, mean_distance_after=after,
+                                 rcm_seconds=time.perf_counter() - start)
+                if reorder is True or after * REORDER_MIN_GAIN <= before:
+                    perm, M = candidate, permuted
+                    self.info["permuted"] = True
+        self.perm = perm
+        self.indptr = M.indptr
+        self.indices = M.indices
+        self.data = np.ascontiguousarray(M.data)
+
+
+class NumbaBackend:
+    """Numba-compiled CPU backend (see the module docstring).
+
+    Parameters
+    ----------
+    reorder : {"auto", True, False}
+        Reverse Cuthill–McKee reordering of sparse operators, computed once per
+        matrix. ``"auto"`` applies it when the matrix has at least
+        ``REORDER_MIN_NNZ`` nonzeros and the permutation shrinks the mean
+        column distance by ``REORDER_MIN_GAIN`` or more.
+
+    Attributes
+    ----------
+    rounding_ratio : float
+        Float32 rounding noise of the state relative to the Langevin noise,
+        measured in the last fused step (0 for float64).
+    last_key : numpy.uint64 or None
+        Noise key of the last call that drew noise (a test hook: pass it to
+        :meth:`counter_noise` to get the exact numbers that were used).
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from lmatrank.backends import get_backend
+    >>> from lmatrank.operators import as_operator
+    >>> op = as_operator(sp.diags([1.0, 2.0, 0.0]), check_symmetry=False)
+    >>> be = get_backend("numba")
+    >>> be.matmat(op, np.ones((3, 2)))
+    array([[1., 1.],
+           [2., 2.],
+           [0., 0.]])
+    """
+
+    name = "numba"
+
+    def __init__(self, *, reorder="auto"):
+        if reorder not in ("auto", True, False):
+            raise ValueError(f"reorder must be 'auto', True or False, got {reorder!r}")
+        self.reorder = reorder
+        self.rounding_ratio = 0.0
+        self.last_key = None
+        self._plans = {}
+        self._buffers = {}
+
+    # ------------------------------------------------------------ helpers
+    def sparse_plan(self, op):
+        """The (cached) kernel view of a sparse operator's CSR matrix; ``.info`` says
+        whether it was reordered."""
+        M = op.matrix
+        entry = self._plans.get(id(M))
+        if entry is None or entry.source is not M:
+            if len(self._plans) > 8:
+                self._plans.clear()
+            entry = _SparsePlan(M, self.reorder)
+            self._plans[id(M)] = entry
+        return entry
+
+    def _buffer(self, tag, shape, dtype):
+        key = (tag, tuple(shape), np.dtype(dtype))
+        buf = self._buffers.get(key)
+        if buf is None:
+            if len(self._buffers) > 32:
+                self._buffers.clear()
+            buf = np.empty(shape, dtype=dtype)
+            self._buffers[key] = buf
+        return buf
+
+    def _scratch(self, n, b):
+        n_chunks = max(1, -(-n // _k.CHUNK))
+        return tuple(self._buffer(tag, (n_chunks, b), np.float64)
+                     for tag in ("xi", "s", "quad", "gnorm", "sq"))
+
+    @staticmethod
+    def _diagonal(precond, n):
+        """(gdiag, use_g) for identity/diagonal preconditioners, None otherwise."""
+        if precond is None or precond.is_identity:
+            return _NO_DIAG, False
+        if precond.diagonal is not None:
+            return np.ascontiguousarray(precond.diagonal, dtype=np.float64), True
+        return None
+
+    # ------------------------------------------------------------ products
+    def matmat(self, op, X, out=None):
+        """``S @ X``; sparse operators use the parallel CSR kernel, dense ones BLAS.
+
+        `out`, when given, receives the product (shape and dtype of the result).
+        """
+        if op.kind == "sparse":
+            X = np.ascontiguousarray(X, dtype=op.dtype)
+            if X.ndim != 2 or X.shape[0] != op.n:
+                raise ValueError(f"expected a block of shape ({op.n}, b), got {X.shape}")
+            Y = np.empty(X.shape, dtype=op.dtype) if out is None else out
+            self._csr_product(self.sparse_plan(op), X, Y)
+            op.count(X.shape[1])
+            return Y
+        if op.kind == "dense" and out is not None:
+            X = np.asarray(X, dtype=op.dtype)
+            if X.ndim != 2 or X.shape[0] != op.n:
+                raise ValueError(f"expected a block of shape ({op.n}, b), got {X.shape}")
+            np.matmul(op.matrix, X, out=out)
+            op.count(X.shape[1])
+            return out
+        if op.kind == "squared":
+            return self.matmat(op.matrix, self.matmat(op.matrix, X), out=out)
+        Y = op.matmat(X)
+        if out is not None:
+            out[...] = Y
+            return out
+        return Y
+
+    def _csr_product(self, plan, X, Y):
+        n, b = X.shape
+        with _threads_for(max(n * b, plan.data.size)):
+            self._csr_product_kernels(plan, X, Y)
+
+    def _csr_product_kernels(self, plan, X, Y):
+        n, b = X.shape
+        if plan.perm is not None:
+            src = self._buffer("gather", X.shape, X.dtype)
+            _k.gather_rows(X, plan.perm, src)
+            perm, scatter = plan.perm, True
+        else:
+            src, perm, scatter = X, _NO_PERM, False
+        if b == 1:
+            _k.csr_matvec(plan.indptr, plan.indices, plan.data, src[:, 0], Y[:, 0], perm,
+                          scatter)
+        else:
+            _k.csr_matmat(plan.indptr, plan.indices, plan.data, src, Y, perm, scatter)
+
+    # ------------------------------------------------------------ noise
+    def counter_noise(self, key, shape, kind, dtype=np.float64):
+        """The noise block the kernels use for `key` (test hook and ``noise``)."""
+        code = _noise_kind(kind)
+        n, b = shape
+        out = np.empty((n, b), dtype=dtype)
+        xi = self._scratch(n, b)[0]
+        with _threads_for(n * b):
+            _k.noise_block(np.uint64(key), code, out, xi)
+        return out
+
+    def noise(self, gen, shape, kind, dtype):
+        """A block of iid zero-mean unit-variance noise (counter-based, one key from `gen`)."""
+        _noise_kind(kind)
+        shape = tuple(shape)
+        if len(shape) != 2:
+            return self.noise(gen, (int(np.prod(shape)), 1), kind, dtype).reshape(shape)
+        self.last_key = draw_key(gen)
+        return self.counter_noise(self.last_key, shape, kind, dtype)
+
+    # ------------------------------------------------------------ Langevin steps
+    def em_update(self, theta, s_theta, *, eta, noise_std, precond, noise, gen):
+        """In-place EM update; returns ``(theta^T S theta, (S theta)^T G (S theta))``
+        of the current state per chain, in float64 (the interface of
+        :meth:`NumpyBackend.em_update`)."""
+        code = _noise_kind(noise)
+        n, b = theta.shape
+        diag = self._diagonal(precond, n)
+        if diag is None or not theta.flags.c_contiguous:
+            return self._em_update_general(theta, s_theta, eta=eta, noise_std=noise_std,
+                                           precond=precond, noise=noise, gen=gen)
+        gdiag, use_g = diag
+        self.last_key = draw_key(gen)
+        xi, s, quad, gnorm, sq = self._scratch(n, b)
+        with _threads_for(n * b):
+            _k.em_update(theta, np.ascontiguousarray(s_theta), gdiag, use_g, float(eta),
+                         float(noise_std), self.last_key, code, xi, s, quad, gnorm, sq)
+        self._check_rounding(theta, sq, noise_std, gdiag, use_g)
+        return quad.sum(axis=0), gnorm.sum(axis=0)
+
+    def _em_update_general(self, theta, s_theta, *, eta, noise_std, precond, noise, gen):
+        g_s_theta = precond.apply(s_theta)
+        quad = np.einsum("ij,ij->j", theta, s_theta, dtype=np.float64)
+        gnorm = np.einsum("ij,ij->j", s_theta, g_s_theta, dtype=np.float64)
+        xi = precond.apply_factor(self.noise(gen, theta.shape, noise, theta.dtype))
+        theta -= eta * g_s_theta
+        theta += noise_std * xi
+        return quad, gnorm
+
+    def em_step(self, op, theta, *, eta, noise_std, precond, noise, gen):
+        """One full EM step: ``S theta``, noise, update and observables.
+
+        Returns ``(theta_next, quad, gnorm)`` with the observables of the
+        *current* state (as :meth:`em_update`). For sparse operators with an
+        identity or diagonal preconditioner everything happens in one fused
+        kernel and ``theta_next`` is one of two buffers owned by the backend
+        (pass it back in the next call; it is overwritten two steps later);
+        otherwise the update is done in place and ``theta_next is theta``.
+        Counts ``b`` products on `op`.
+        """
+        code = _noise_kind(noise)
+        n, b = theta.shape
+        diag = self._diagonal(precond, n)
+        if op.kind != "sparse" or diag is None or theta.dtype != op.dtype:
+            s_theta = self.matmat(op, theta, out=self._buffer("s_theta", theta.shape,
+                                                              theta.dtype))
+            quad, gnorm = self.em_update(theta, s_theta, eta=eta, noise_std=noise_std,
+                                         precond=precond, noise=noise, gen=gen)
+            return theta, quad, gnorm
+        gdiag, use_g = diag
+        plan = self.sparse_plan(op)
+        dst, src, perm, permuted = self._fused_buffers(plan, theta, "em")
+        self.last_key = draw_key(gen)
+        xi, s, quad, gnorm, sq = self._scratch(n, b)
+        with _threads_for(n * b):
+            _k.em_step_csr(plan.indptr, plan.indices, plan.data, src, dst, perm, permuted,
+                           gdiag, use_g, float(eta), float(noise_std), self.last_key, code, xi,
+                           s, quad, gnorm, sq)
+        op.count(b)
+        self._check_rounding(dst, sq, noise_std, gdiag, use_g)
+        return dst, quad.sum(axis=0), gnorm.sum(axis=0)
+
+    def baoab_update(self, q, p, s_q, *, h, friction, temperature, precond, noise, gen):
+        """In-place BAOAB step given ``S q``; returns ``q^T S q`` of the incoming state per
+        chain in float64 (the interface of :meth:`NumpyBackend.baoab_update`)."""
+        code = _noise_kind(noise)
+        n, b = q.shape
+        diag = self._diagonal(precond, n)
+        if diag is None or not (q.flags.c_contiguous and p.flags.c_contiguous):
+            quad = np.einsum("ij,ij->j", q, s_q, dtype=np.float64)
+            p -= h * precond.apply(s_q)
+            q += (0.5 * h) * p
+            p *= friction
+            p += np.sqrt(temperature * (1.0 - friction * friction)) * precond.apply_factor(
+                self.noise(gen, p.shape, noise, p.dtype))
+            q += (0.5 * h) * p
+            return quad
+        gdiag, use_g = diag
+        kick = float(np.sqrt(temperature * (1.0 - friction * friction)))
+        self.last_key = draw_key(gen)
+        xi, s, quad = self._scratch(n, b)[:3]
+        with _threads_for(n * b):
+            _k.baoab_update(q, p, np.ascontiguousarray(s_q), gdiag, use_g, float(h),
+                            float(friction), kick, self.last_key, code, xi, s, quad)
+        return quad.sum(axis=0)
+
+    def baoab_step(self, op, q, p, *, h, friction, temperature, precond, noise, gen):
+        """One full BAOAB step including the product ``S q``.
+
+        Same step as ``baoab_update(q, p, S q, ...)``; returns ``(q_next, quad)``
+        with ``quad = q^T S q`` of the incoming positions. Sparse operators with
+        an identity or diagonal preconditioner use one fused kernel and
+        ``q_next`` is a backend-owned buffer (pass it back next time; ``p`` is
+        updated in place); otherwise ``q_next is q``. Counts ``b`` products.
+        """
+        code = _noise_kind(noise)
+        n, b = q.shape
+        diag = self._diagonal(precond, n)
+        if op.kind != "sparse" or diag is None or q.dtype != op.dtype \
+                or not p.flags.c_contiguous:
+            s_q = self.matmat(op, q, out=self._buffer("s_theta", q.shape, q.dtype))
+            quad = self.baoab_update(q, p, s_q, h=h, friction=friction, temperature=temperature,
+                                     precond=precond, noise=noise, gen=gen)
+            return q, quad
+        gdiag, use_g = diag
+        plan = self.sparse_plan(op)
+        dst, src, perm, permuted = self._fused_buffers(plan, q, "baoab")
+        kick = float(np.sqrt(temperature * (1.0 - friction * friction)))
+        self.last_key = draw_key(gen)
+        xi, s, quad = self._scratch(n, b)[:3]
+        with _threads_for(n * b):
+            _k.baoab_step_csr(plan.indptr, plan.indices, plan.data, src, dst, p, perm,
+                              permuted, gdiag, use_g, float(h), float(friction), kick,
+                              self.last_key, code, xi, s, quad)
+        op.count(b)
+        return dst, quad.sum(axis=0)
+
+    def _fused_buffers(self, plan, theta, tag):
+        """(dst, src, perm, permuted) for a double-buffered fused step."""
+        first = self._buffer(tag + "0", theta.shape, theta.dtype)
+        second = self._buffer(tag + "1", theta.shape, theta.dtype)
+        dst = second if theta is first else first
+        if plan.perm is not None:
+            src = self._buffer("gather", theta.shape, theta.dtype)
+            with _threads_for(theta.size):
+                _k.gather_rows(np.ascontiguousarray(theta), plan.perm, src)
+            return dst, src, plan.perm, True
+        return dst, np.ascontiguousarray(theta), _NO_PERM, False
+
+    def _check_rounding(self, theta, sq, noise_std, gdiag, use_g):
+        if theta.dtype != np.float32 or noise_std <= 0:
+            self.rounding_ratio = 0.0
+            return
+        n = theta.shape[0]
+        mean_square = float(sq.sum(axis=0).max()) / n
+        g_min = float(gdiag.min()) if use_g else 1.0
+        eps = float(np.finfo(np.float32).eps)
+        self.rounding_ratio = eps * eps * mean_square / 12.0 / (noise_std * noise_std * g_min)
+        if self.rounding_ratio > ROUNDING_RATIO_WARN:
+            warnings.warn(
+                f"float32 state has grown so large (mean square {mean_square:.3g}) that its "
+                f"rounding adds {self.rounding_ratio:.2g} of the Langevin noise per step; "
+                "the estimate is inflated by about that fraction (use float64)",
+                RuntimeWarning, stacklevel=3)

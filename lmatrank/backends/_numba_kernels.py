@@ -1,0 +1,293 @@
+"""Numba kernels of the CPU backend (compiled with ``cache=True``).
+
+Everything here is a plain function of arrays; :mod:`._numba` holds the
+backend object that owns the work buffers and calls these kernels.
+
+Counter-based noise
+-------------------
+Entry ``(row, column)`` of the noise block of one step is a pure function of a
+64-bit ``key`` (drawn once per step from the user's generator) and of the
+position: it is output number ``counter`` of the SplitMix64 generator seeded
+with ``key`` (Steele, Lea & Flood, "Fast splittable pseudorandom number
+generators", OOPSLA 2014), i.e. ``mix(key + (counter + 1) * 0x9E3779B97F4A7C15)``
+with the Stafford "Mix13" finaliser. Rademacher signs use one 64-bit output for
+64 consecutive columns of a row (counter ``row * ceil(b / 64) + column // 64``,
+bit ``column % 64``); Gaussian pairs use one output per two columns (counter
+``row * ceil(b / 2) + column // 2``) split into two 32-bit uniforms and the
+Box–Muller transform (cosine for even, sine for odd columns; 32-bit uniforms
+truncate the tails at 6.7 standard deviations, which changes the fourth moment
+by less than 1e-9). Because no generator state is carried between rows, the
+noise — and with the fixed row chunking of the reductions below, every result —
+does not depend on the number of threads.
+
+Deterministic reductions
+------------------------
+Per-chain sums (the observables) are accumulated per chunk of ``CHUNK`` rows
+into a ``(n_chunks, b)`` float64 array and the chunks are summed afterwards in
+a fixed order, so the rounding does not depend on how the chunks are spread
+over threads.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+#: Rows per reduction chunk (fixed, independent of the thread count).
+CHUNK = 2048
+
+RADEMACHER = 0
+GAUSSIAN = 1
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_ONE = np.uint64(1)
+_S27 = np.uint64(27)
+_S30 = np.uint64(30)
+_S31 = np.uint64(31)
+_S32 = np.uint64(32)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_INV32 = 1.0 / 4294967296.0
+_TWO_PI = 2.0 * math.pi
+
+
+@njit(cache=True, inline="always")
+def splitmix64(key, counter):
+    """Output number `counter` of SplitMix64 seeded with `key` (both uint64)."""
+    z = key + (counter + _ONE) * _GOLDEN
+    z = (z ^ (z >> _S30)) * _MIX1
+    z = (z ^ (z >> _S27)) * _MIX2
+    return z ^ (z >> _S31)
+
+
+@njit(cache=True, inline="always")
+def fill_noise_row(key, row, b, kind, out):
+    """Write the `b` noise values of `row` into ``out[:b]`` (float64)."""
+    r = np.uint64(row)
+    if kind == RADEMACHER:
+        words = (b + 63) // 64
+        for w in range(words):
+            word = splitmix64(key, r * np.uint64(words) + np.uint64(w))
+            lo = w * 64
+            hi = min(b, lo + 64)
+            for c in range(lo, hi):
+                bit = (word >> np.uint64(c - lo)) & _ONE
+                out[c] = 1.0 - 2.0 * np.float64(bit)
+    else:
+        pairs = (b + 1) // 2
+        for p in range(pairs):
+            word = splitmix64(key, r * np.uint64(pairs) + np.uint64(p))
+            u1 = (np.float64(word >> _S32) + 0.5) * _INV32
+            u2 = (np.float64(word & _LOW32) + 0.5) * _INV32
+            radius = math.sqrt(-2.0 * math.log(u1))
+            angle = _TWO_PI * u2
+            out[2 * p] = radius * math.cos(angle)
+            if 2 * p + 1 < b:
+                out[2 * p + 1] = radius * math.sin(angle)
+
+
+@njit(parallel=True, cache=True)
+def noise_block(key, kind, out, scratch):
+    """Fill `out` (n, b) with the counter-based noise of `key`."""
+    n, b = out.shape
+    n_chunks = scratch.shape[0]
+    for ch in prange(n_chunks):
+        xi = scratch[ch]
+        for i in range(ch * CHUNK, min(n, (ch + 1) * CHUNK)):
+            fill_noise_row(key, i, b, kind, xi)
+            for c in range(b):
+                out[i, c] = xi[c]
+
+
+@njit(parallel=True, cache=True)
+def csr_matmat(indptr, indices, data, X, Y, perm, scatter):
+    """``Y[p(i)] = row_i(A) @ X`` for a block ``X`` (n, b); ``p = perm`` if `scatter`."""
+    n = indptr.size - 1
+    b = X.shape[1]
+    for i in prange(n):
+        dst = np.int64(perm[i]) if scatter else np.int64(i)
+        for c in range(b):
+            Y[dst, c] = 0
+        for k in range(indptr[i], indptr[i + 1]):
+            a = data[k]
+            j = indices[k]
+            for c in range(b):
+                Y[dst, c] += a * X[j, c]
+
+
+@njit(parallel=True, cache=True)
+def csr_matvec(indptr, indices, data, x, y, perm, scatter):
+    """Single-column path of :func:`csr_matmat` (x, y 1-D)."""
+    n = indptr.size - 1
+    for i in prange(n):
+        acc = data[0] * 0
+        for k in range(indptr[i], indptr[i + 1]):
+            acc += data[k] * x[indices[k]]
+        if scatter:
+            y[np.int64(perm[i])] = acc
+        else:
+            y[i] = acc
+
+
+@njit(parallel=True, cache=True)
+def gather_rows(X, perm, out):
+    """``out[i] = X[perm[i]]``."""
+    b = X.shape[1]
+    for i in prange(out.shape[0]):
+        src = perm[i]
+        for c in range(b):
+            out[i, c] = X[src, c]
+
+
+@njit(cache=True, inline="always")
+def _em_row(i, dst, theta_src, s, xi, gdiag, use_g, eta, noise_std, key, kind, theta_dst,
+            quad, gnorm, sq):
+    b = s.shape[0]
+    g = gdiag[dst] if use_g else 1.0
+    root_g = math.sqrt(g)
+    fill_noise_row(key, dst, b, kind, xi)
+    drift = eta * g
+    kick = noise_std * root_g
+    for c in range(b):
+        t = np.float64(theta_src[i, c])
+        sv = s[c]
+        quad[c] += t * sv
+        gnorm[c] += g * sv * sv
+        new = t - drift * sv + kick * xi[c]
+        sq[c] += new * new
+        theta_dst[dst, c] = new
+
+
+@njit(parallel=True, cache=True)
+def em_update(theta, s_theta, gdiag, use_g, eta, noise_std, key, kind, xi_scratch, s_scratch,
+              quad_part, gnorm_part, sq_part):
+    """In-place EM update from a given ``S theta`` (diagonal or no preconditioner)."""
+    n, b = theta.shape
+    n_chunks = quad_part.shape[0]
+    for ch in prange(n_chunks):
+        xi = xi_scratch[ch]
+        s = s_scratch[ch]
+        quad = quad_part[ch]
+        gnorm = gnorm_part[ch]
+        sq = sq_part[ch]
+        for c in range(b):
+            quad[c] = 0.0
+            gnorm[c] = 0.0
+            sq[c] = 0.0
+        for i in range(ch * CHUNK, min(n, (ch + 1) * CHUNK)):
+            for c in range(b):
+                s[c] = s_theta[i, c]
+            _em_row(i, i, theta, s, xi, gdiag, use_g, eta, noise_std, key, kind, theta,
+                    quad, gnorm, sq)
+
+
+@njit(parallel=True, cache=True)
+def em_step_csr(indptr, indices, data, theta_src, theta_dst, perm, permuted, gdiag, use_g,
+                eta, noise_std, key, kind, xi_scratch, s_scratch, quad_part, gnorm_part,
+                sq_part):
+    """Fused EM step: CSR product, noise, update and observables in one pass.
+
+    Reads ``theta_src`` and writes the next state into ``theta_dst`` (a
+    different buffer: neighbouring rows still need the old values). When
+    `permuted`, the CSR arrays hold ``P A P^T``, ``theta_src`` holds the
+    permuted state ``theta[perm]`` and row ``i`` is written to ``perm[i]`` of
+    ``theta_dst`` with the noise of original row ``perm[i]``: the trajectory is
+    the unpermuted one up to rounding.
+    """
+    n = indptr.size - 1
+    b = theta_src.shape[1]
+    n_chunks = quad_part.shape[0]
+    for ch in prange(n_chunks):
+        xi = xi_scratch[ch]
+        s = s_scratch[ch]
+        quad = quad_part[ch]
+        gnorm = gnorm_part[ch]
+        sq = sq_part[ch]
+        for c in range(b):
+            quad[c] = 0.0
+            gnorm[c] = 0.0
+            sq[c] = 0.0
+        for i in range(ch * CHUNK, min(n, (ch + 1) * CHUNK)):
+            for c in range(b):
+                s[c] = 0.0
+            for k in range(indptr[i], indptr[i + 1]):
+                a = np.float64(data[k])
+                j = indices[k]
+                for c in range(b):
+                    s[c] += a * theta_src[j, c]
+            dst = np.int64(perm[i]) if permuted else np.int64(i)
+            _em_row(i, dst, theta_src, s, xi, gdiag, use_g, eta, noise_std, key, kind,
+                    theta_dst, quad, gnorm, sq)
+
+
+@njit(cache=True, inline="always")
+def _baoab_row(i, dst, q_src, p, s, xi, gdiag, use_g, h, friction, kick, key, kind, q_dst,
+               quad):
+    # merged B kicks, A, O, A (the step of NumpyBackend.baoab_update), one row
+    b = s.shape[0]
+    g = gdiag[dst] if use_g else 1.0
+    root_g = math.sqrt(g)
+    fill_noise_row(key, dst, b, kind, xi)
+    half = 0.5 * h
+    for c in range(b):
+        qv = np.float64(q_src[i, c])
+        sv = s[c]
+        quad[c] += qv * sv
+        pv = np.float64(p[dst, c]) - h * g * sv
+        qv += half * pv
+        pv = friction * pv + kick * root_g * xi[c]
+        qv += half * pv
+        p[dst, c] = pv
+        q_dst[dst, c] = qv
+
+
+@njit(parallel=True, cache=True)
+def baoab_update(q, p, s_q, gdiag, use_g, h, friction, kick, key, kind, xi_scratch, s_scratch,
+                 quad_part):
+    """In-place BAOAB step from a given ``S q`` (diagonal or no preconditioner)."""
+    n, b = q.shape
+    n_chunks = quad_part.shape[0]
+    for ch in prange(n_chunks):
+        xi = xi_scratch[ch]
+        s = s_scratch[ch]
+        quad = quad_part[ch]
+        for c in range(b):
+            quad[c] = 0.0
+        for i in range(ch * CHUNK, min(n, (ch + 1) * CHUNK)):
+            for c in range(b):
+                s[c] = s_q[i, c]
+            _baoab_row(i, i, q, p, s, xi, gdiag, use_g, h, friction, kick, key, kind, q, quad)
+
+
+@njit(parallel=True, cache=True)
+def baoab_step_csr(indptr, indices, data, q_src, q_dst, p, perm, permuted, gdiag, use_g, h,
+                   friction, kick, key, kind, xi_scratch, s_scratch, quad_part):
+    """Fused BAOAB step: ``S q`` (CSR), kicks, drifts, noise and ``q^T S q`` in one pass.
+
+    Positions are double-buffered (``q_src`` -> ``q_dst``), velocities ``p``
+    are updated in place (original row order). Permutation as in
+    :func:`em_step_csr`.
+    """
+    n = indptr.size - 1
+    b = q_src.shape[1]
+    n_chunks = quad_part.shape[0]
+    for ch in prange(n_chunks):
+        xi = xi_scratch[ch]
+        s = s_scratch[ch]
+        quad = quad_part[ch]
+        for c in range(b):
+            quad[c] = 0.0
+        for i in range(ch * CHUNK, min(n, (ch + 1) * CHUNK)):
+            for c in range(b):
+                s[c] = 0.0
+            for k in range(indptr[i], indptr[i + 1]):
+                a = np.float64(data[k])
+                j = indices[k]
+                for c in range(b):
+                    s[c] += a * q_src[j, c]
+            dst = np.int64(perm[i]) if permuted else np.int64(i)
+            _baoab_row(i, dst, q_src, p, s, xi, gdiag, use_g, h, friction, kick, key, kind,
+                       q_dst, quad)
