@@ -24,7 +24,8 @@ def check_int(name, value, *, minimum=1, allow_none=False):
 
 def check_choice(name, value, choices):
     if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(map(repr, choices))}")
+        expected = ", ".join(map(repr, choices))
+        raise ValueError(f"unknown {name} {value!r}; expected one of {expected}")
     return value
 
 

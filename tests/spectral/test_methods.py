@@ -38,7 +38,7 @@ def _filter_trace(est, lam):
     info = est.info
     lmin, lmax, eps = info["lambda_min"], info["lambda_max"], est.threshold
     c, h = 0.5 * (lmax + lmin), 0.5 * (lmax - lmin)
-    m = len(info["dos"]["eigenvalues"]) and (2 * info["degree"] if info["doubling"] else info["degree"])
+    m = 2 * info["degree"] if info["doubling"] else info["degree"]
     coef = step_coefficients(m, (eps - c) / h, (lmax - c) / h)
     if lmin < -eps:
         coef = coef + step_coefficients(m, (lmin - c) / h, (-eps - c) / h)
