@@ -32,7 +32,7 @@ __all__ = ["plot_estimate", "em_mean_rank_curve", "rank_vs_threshold"]
 def em_mean_rank_curve(eigenvalues, eta, n_steps, *, corrected=True):
     """Exact mean of the Euler–Maruyama rank observable after ``k = 0..n_steps-1`` steps.
 
-    From ``theta_0 = 0`` with any iid unit-variance noise, for eigenvalues
+    A curve of :func:`lmatrank.theory.em_expected_rank`. From ``theta_0 = 0`` with any iid unit-variance noise, for eigenvalues
     ``lambda_i`` of the (preconditioned) operator the dynamics runs on.
 
     Parameters
@@ -57,16 +57,11 @@ def em_mean_rank_curve(eigenvalues, eta, n_steps, *, corrected=True):
     >>> curve.tolist()
     [0.0, 1.75, 1.9375]
     """
+    from .theory import em_expected_rank
+
     lam = np.asarray(eigenvalues, dtype=np.float64).ravel()
-    lam = lam[lam > 0]
-    factor = 1.0 - eta * lam
-    k = np.arange(n_steps)[:, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        filtered = -np.expm1(2.0 * k * np.log(np.abs(factor))[None, :])
-    filtered[:, factor == 0.0] = np.where(k > 0, 1.0, 0.0)
-    if not corrected:
-        filtered = filtered * (2.0 / (2.0 - eta * lam))[None, :]
-    return filtered.sum(axis=1)
+    return np.asarray(em_expected_rank(lam[lam > 0], eta, np.arange(n_steps), corrected=corrected),
+                      dtype=np.float64)
 
 
 def rank_vs_threshold(eigenvalues, thresholds=None):

@@ -20,6 +20,8 @@ step.
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import sys
 import time
 
@@ -33,6 +35,22 @@ def _stream_is_terminal(stream):
         return bool(stream.isatty())
     except (AttributeError, ValueError):  # no isatty, or closed
         return False
+
+
+def _terminal_shape(stream):
+    """``{}`` when the terminal reports its size (tqdm follows it), else a fallback size.
+
+    A pseudo-terminal that was never sized reports 0 x 0, and tqdm then draws
+    nothing; ``COLUMNS``/``LINES`` or 80 x 24 are used instead.
+    """
+    try:
+        size = os.get_terminal_size(stream.fileno())
+        if size.columns > 0 and size.lines > 0:
+            return dict(dynamic_ncols=True)
+    except (AttributeError, OSError, ValueError):
+        pass
+    size = shutil.get_terminal_size((80, 24))
+    return dict(ncols=size.columns or 80, nrows=size.lines or 24)
 
 
 class ProgressBar:
@@ -80,7 +98,8 @@ class ProgressBar:
                 tqdm = None
             if tqdm is not None:
                 self._bar = tqdm(total=budget, desc=desc, unit="mv", file=self.file,
-                                 dynamic_ncols=True, leave=False, mininterval=self.min_interval)
+                                 leave=False, mininterval=self.min_interval,
+                                 **_terminal_shape(self.file))
 
     @property
     def enabled(self):
