@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ._numpy import NumpyBackend, rademacher
 from ._counter_rng import CounterStream
-from ._cupy import CupyBackend, device_namespace, operator_device_namespace
+from ._cupy import CupyBackend, device_host_apply, device_namespace, operator_device_namespace
 
 __all__ = ["NumpyBackend", "available_backends", "get_backend", "rademacher", "register_backend"]
 
@@ -26,7 +26,7 @@ _FACTORIES = {"numpy": NumpyBackend, "numba": _numba_factory}
 _AUTO_ORDER = ["numba", "numpy"]
 # inputs living on a CUDA device (CuPy, torch CUDA, DLPack CUDA) go to this backend only
 _FACTORIES["cupy"] = CupyBackend
-__all__ += ["CounterStream", "CupyBackend", "device_namespace"]
+__all__ += ["CounterStream", "CupyBackend", "device_host_apply", "device_namespace"]
 
 
 def register_backend(name, factory):

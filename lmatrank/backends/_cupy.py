@@ -45,7 +45,8 @@ import numpy as np
 from ._counter_rng import CounterStream
 from ._cupy_kernels import CudaKernels, ReferenceKernels, launch_geometry
 
-__all__ = ["CupyBackend", "DeviceKronecker", "DeviceLinearNetworkHessian", "device_namespace",
+__all__ = ["CupyBackend", "DeviceKronecker", "DeviceLinearNetworkHessian", "device_host_apply",
+           "device_namespace",
            "load_cupy", "operator_device_namespace", "torch_dlpack_apply"]
 
 # DLPack device types that are CUDA memory (kDLCUDA, kDLCUDAManaged)
@@ -149,6 +150,33 @@ def torch_dlpack_apply(A, xp):
         return xp.from_dlpack(apply(torch.from_dlpack(X)))
 
     return matmat
+
+
+def device_host_apply(A):
+    """``X -> A @ X`` for a device matrix `A`, taking and returning *host* blocks.
+
+    Serves only the set-up products of an estimate (symmetry probes, Lanczos
+    bounds): each call moves one block to the device and back. The Langevin
+    dynamics on the CuPy backend never use it. cupy/torch are imported on first
+    use, so wrapping a device object is free; a device input on a machine
+    without a usable cupy fails on its first product with a ValueError.
+    """
+    space = device_namespace(A)
+    apply = A.matmat if hasattr(A, "matmat") else (lambda X: A @ X)
+
+    def host_matmat(X):
+        if space == "torch":
+            torch = sys.modules.get("torch") or importlib.import_module("torch")
+            block = torch.from_numpy(np.ascontiguousarray(X)).to(A.device)
+            return apply(block).cpu().numpy()
+        try:
+            cp = load_cupy()
+        except ImportError as exc:
+            raise ValueError(f"the input lives on a CUDA device but cupy is not usable here: "
+                             f"{exc}") from None
+        return cp.asnumpy(apply(cp.asarray(X)))
+
+    return host_matmat
 
 
 class DeviceKronecker:

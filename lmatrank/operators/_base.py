@@ -151,6 +151,30 @@ class SquaredOperator(CountingOperator):
         self.base.count(2 * b)
 
 
+def _device_namespace(A):
+    from ..backends import device_namespace  # only backends/ may import cupy or torch
+
+    return device_namespace(A)
+
+
+def _device_operator(A, dtype):
+    """CountingOperator over a matrix that lives on a GPU (CuPy array, cupyx sparse or
+    LinearOperator, torch CUDA operator).
+
+    ``op.matrix`` keeps the device object, which the CuPy backend applies to
+    device-resident chains directly. ``op.matmat`` takes and returns host blocks: it
+    serves only the few set-up products (symmetry probes, Lanczos bounds), each of
+    which moves one block across the bus; the dynamics never do.
+    """
+    from ..backends import device_host_apply
+
+    shape = tuple(A.shape)
+    _check_square(shape, "operator")
+    work = _result_dtype(getattr(A, "dtype", None) if dtype is None else dtype)
+    return CountingOperator(device_host_apply(A), shape[0], work, kind="generic", matrix=A,
+                            name=f"device:{type(A).__name__}")
+
+
 def _check_finite_values(values, what):
     if not np.all(np.isfinite(values)):
         raise ValueError(f"{what} contains non-finite values (NaN or Inf)")
@@ -225,6 +249,8 @@ def as_operator(A, *, dtype=None, check_symmetry=True, rng=None, symmetry_rtol=N
         _check_finite_values(M.data, "matrix")
         op = CountingOperator(lambda X: M @ X, M.shape[0], work, kind="sparse", matrix=M,
                               name=f"sparse[{A.format}]")
+    elif _device_namespace(A) is not None:
+        op = _device_operator(A, dtype)
     elif isinstance(A, LinearOperator):
         _check_square(A.shape, "operator")
         work = _result_dtype(A.dtype if dtype is None else dtype)

@@ -369,3 +369,42 @@ def test_gpu_estimate_matches_numpy_backend():
                              gen=CounterStream(3))
     np.testing.assert_allclose(trace, ref, rtol=1e-9, atol=1e-9)
     assert cp.cuda.runtime.getDeviceCount() >= 1
+
+
+def test_device_input_without_cupy_fails_on_first_product_with_a_clear_error():
+    try:
+        load_cupy()
+    except ImportError:
+        pass
+    else:  # pragma: no cover - machines with a GPU
+        pytest.skip("cupy is usable here")
+    from lmatrank import estimate_rank
+
+    with pytest.raises(ValueError, match="lives on a CUDA device but cupy is not usable"):
+        estimate_rank(_FakeCupyArray(), rng=0)
+
+
+def test_device_host_apply_moves_torch_blocks_through_the_tensor_device(monkeypatch):
+    from lmatrank.backends import device_host_apply
+
+    fake_torch = types.ModuleType("torch")
+
+    class Block(_FakeTorchTensor):
+        def to(self, device):
+            return self
+
+        def cpu(self):
+            return self
+
+        def numpy(self):
+            return self.array
+
+    fake_torch.from_numpy = lambda X: Block(X)
+    monkeypatch.setitem(sys.modules, "torch", fake_torch)
+    A = np.diag([1.0, 2.0, 3.0])
+    tensor = _FakeTorchTensor(A)
+    tensor.__matmul__ = None  # the operator's own @ must be used, through matmat below
+    op = types.SimpleNamespace(shape=(3, 3), dtype=np.dtype(np.float64), device=tensor.device,
+                               matmat=lambda T: Block(A @ T.array))
+    X = np.arange(6.0).reshape(3, 2)
+    np.testing.assert_array_equal(device_host_apply(op)(X), A @ X)
