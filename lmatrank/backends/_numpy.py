@@ -38,6 +38,22 @@ class NumpyBackend:
         in place on ``theta``; returns the per-chain observables of the
         *current* state, in float64: ``quad = theta^T S theta`` and
         ``gnorm = (S theta)^T G (S theta)``.
+    ``baoab_update(q, p, s_q, *, h, friction, temperature, precond, noise, gen)``
+        One step of preconditioned BAOAB kinetic Langevin dynamics, in place on
+        the ``(n, c)`` blocks ``q`` (positions) and ``p`` (velocities,
+        ``p = G pi`` for momenta ``pi``), given ``s_q = S q`` of the current
+        positions. ``friction`` is ``c = exp(-gamma h)``. The step is::
+
+            p -= h G s_q                      # closing B of the previous step + opening B
+            q += (h / 2) p                    # A
+            p  = c p + sqrt(T (1 - c^2)) L xi # O  (L L^T = G, xi iid unit variance)
+            q += (h / 2) p                    # A
+
+        i.e. the two half kicks around a product are merged (the caller starts
+        from ``q = 0``, where the first half kick vanishes, and never uses
+        ``p``). Returns the per-chain ``quad = q^T s_q`` of the *incoming*
+        state in float64 (the rank observable times ``T``). The caller then
+        computes ``S q`` of the new positions: one product per step.
     """
 
     name = "numpy"
@@ -60,3 +76,13 @@ class NumpyBackend:
         theta -= eta * g_s_theta
         theta += noise_std * xi
         return quad, gnorm
+
+    def baoab_update(self, q, p, s_q, *, h, friction, temperature, precond, noise, gen):
+        quad = np.einsum("ij,ij->j", q, s_q, dtype=np.float64)
+        p -= h * precond.apply(s_q)
+        q += (0.5 * h) * p
+        p *= friction
+        p += np.sqrt(temperature * (1.0 - friction * friction)) * precond.apply_factor(
+            self.noise(gen, p.shape, noise, p.dtype))
+        q += (0.5 * h) * p
+        return quad

@@ -11,7 +11,21 @@ per step). The rank observable recorded at step ``k`` (before the update) is
     corrected:    (2 theta^T S theta - eta (S theta)^T G (S theta)) / sigma^2
     uncorrected:  2 theta^T S theta / sigma^2          (= 4 f(theta) / sigma^2, the paper's)
 
-From ``theta_0 = 0`` the corrected observable has mean
+BAOAB kinetic Langevin (Leimkuhler & Matthews, AMRX 2013, arXiv:1203.5428),
+preconditioned by the substitution ``phi = L^-1 q`` (mass matrix ``G^-1``), on
+positions ``q`` and velocities ``p``::
+
+    p -= h/2 G S q;  q += h/2 p;  p = c p + sqrt(T (1 - c^2)) L xi;  q += h/2 p;  p -= h/2 G S q
+
+with ``c = exp(-gamma h)`` and temperature ``T = sigma^2 / 2`` (the EM walk's
+stationary law ``exp(-theta^T S theta / sigma^2)``). ``S q`` is shared by the
+closing and the next opening half kick: one product per step. Its rank
+observable ``q^T S q / T`` uses positions only and has stationary mean exactly
+``rank(G S)`` for every stable step ``h^2 lambda_max < 4`` and every friction.
+Starting from ``q_0 = 0`` and ``p_0 = sqrt(T) L xi`` its mean after ``k`` steps
+is given per mode by a 2x2 linear recursion (:mod:`._modes`).
+
+From ``theta_0 = 0`` the corrected EM observable has mean
 ``sum_i 1 - (1 - eta lambda_i)^(2k)`` exactly (``lambda_i`` the eigenvalues of
 ``G S``), which tends to ``rank(S)`` for every stable ``eta < 2 / lambda_max``;
 the uncorrected one tends to ``sum_i 2 / (2 - eta lambda_i) >= rank`` (see
@@ -20,11 +34,13 @@ the uncorrected one tends to ``sum_i 2 / (2 - eta lambda_i) >= rank`` (see
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .._progress import RunningChainMean
 
-__all__ = ["DivergedRun", "run_euler_maruyama"]
+__all__ = ["BaoabChains", "DivergedRun", "run_euler_maruyama"]
 
 
 class DivergedRun(Exception):
@@ -72,8 +88,74 @@ def run_euler_maruyama(op, backend, *, n_chains, n_steps, eta, sigma2, precond, 
         row *= inv_sigma2
         trace[k] = row
         worst = row.max()
-        if not (worst < blowup) or not np.isfinite(row.min()):  # catches NaN too
+        if not (worst < blowup and row.min() > -blowup):  # NaN fails both; EM with eta*lambda > 2 runs to -inf
             raise DivergedRun(k, float(worst))
         if tracker is not None:
             progress(op.matvecs, budget, *tracker.push(row))
     return trace
+
+
+class BaoabChains:
+    """``n_chains`` BAOAB chains advanced in segments (for sequential stopping).
+
+    Parameters
+    ----------
+    op : CountingOperator
+        ``S`` (or ``S**2``).
+    backend : backend object
+        Provides ``matmat``, ``noise`` and ``baoab_update``.
+    n_chains, h, friction, temperature, precond, noise, gen
+        See :meth:`lmatrank.backends.NumpyBackend.baoab_update`; ``friction``
+        is ``c = exp(-gamma h)``.
+    blowup : float, optional
+        Observable above which the run counts as diverged (default ``100 n + 1000``).
+
+    Notes
+    -----
+    Row ``k`` of the traces returned by :meth:`advance` (counting across calls)
+    is the observable after ``k + 1`` steps; the initial state ``q_0 = 0`` has
+    observable 0 and costs no product.
+    """
+
+    def __init__(self, op, backend, *, n_chains, h, friction, temperature, precond, noise, gen,
+                 blowup=None):
+        self.op, self.backend = op, backend
+        self.h, self.friction, self.temperature = float(h), float(friction), float(temperature)
+        self.precond, self.noise_kind, self.gen = precond, noise, gen
+        n = op.n
+        self.blowup = 100.0 * n + 1000.0 if blowup is None else blowup
+        self.q = np.zeros((n, n_chains), dtype=op.dtype)
+        self.s_q = np.zeros_like(self.q)  # S @ 0: no product needed
+        self.p = (math.sqrt(self.temperature) * precond.apply_factor(
+            backend.noise(gen, self.q.shape, noise, op.dtype))).astype(op.dtype, copy=False)
+        self.steps = 0
+
+    def set_friction(self, friction):
+        """Change ``c = exp(-gamma h)``; the stationary law does not depend on it."""
+        self.friction = float(friction)
+
+    def advance(self, n_steps, *, progress=None, tracker=None, budget=None):
+        """Run `n_steps` steps; return their observables, shape ``(n_steps, n_chains)``."""
+        trace = np.empty((n_steps, self.q.shape[1]), dtype=np.float64)
+        inv_t = 1.0 / self.temperature
+        for j in range(n_steps):
+            quad = self.backend.baoab_update(
+                self.q, self.p, self.s_q, h=self.h, friction=self.friction,
+                temperature=self.temperature, precond=self.precond, noise=self.noise_kind,
+                gen=self.gen)
+            if j > 0:
+                self._record(trace, j - 1, quad * inv_t, progress, tracker, budget)
+            self.s_q = self.backend.matmat(self.op, self.q)
+            self.steps += 1
+        if n_steps > 0:
+            last = np.einsum("ij,ij->j", self.q, self.s_q, dtype=np.float64) * inv_t
+            self._record(trace, n_steps - 1, last, progress, tracker, budget)
+        return trace
+
+    def _record(self, trace, j, row, progress, tracker, budget):
+        trace[j] = row
+        worst = row.max()
+        if not (worst < self.blowup and row.min() > -self.blowup):  # NaN fails both
+            raise DivergedRun(self.steps, float(worst))
+        if progress is not None and tracker is not None:
+            progress(self.op.matvecs, budget, *tracker.push(row))

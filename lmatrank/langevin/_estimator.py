@@ -36,9 +36,13 @@ from ..backends import get_backend
 from ..operators import SquaredOperator, as_preconditioner
 from ..spectral import lanczos_extremes
 from ._dynamics import DivergedRun, run_euler_maruyama
+from ._kinetic import (BAOAB_STEP_FACTOR, DEFAULT_BAOAB_CHAINS, run_baoab_estimate,
+                       threshold_curve)
 
 __all__ = ["langevin_rank", "DEFAULT_MAX_MATVECS", "PAPER_SETTINGS"]
 
+#: Scheme of ``langevin_rank(scheme=None)`` when no EM-only option is given.
+DEFAULT_SCHEME = "em"
 #: Product budget of a default run.
 DEFAULT_MAX_MATVECS = 20_000
 #: Step size as a fraction of the stability limit 2 / lambda_max: eta = 1.9 / lambda_max.
@@ -102,7 +106,8 @@ def _spectrum_bounds(op, precond, gen, lanczos_steps):
 def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=None,
                   n_steps=None, n_avg=None, eta=None, sigma2=None, preconditioner=None,
                   noise=None, corrected=None, max_matvecs=None, backend=None,
-                  spectrum="auto", lanczos_steps=None, progress=False):
+                  spectrum="auto", lanczos_steps=None, progress=False, scheme=None, h=None,
+                  friction=None, target_rse=None):
     """Estimate ``rank(S)`` from the expected loss of preconditioned Langevin dynamics.
 
     Called through :func:`lmatrank.estimate_rank` with ``method="langevin"``;
@@ -148,6 +153,23 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
         eigenvalue (or when the PSD run diverges with a safely stable step).
     lanczos_steps : int
         Lanczos steps for ``lambda_max`` (default ``min(n, max(30, 2 sqrt n), 80)``).
+    scheme : {None, "baoab", "em"}
+        Step scheme. None: ``"em"`` (Euler–Maruyama, the paper's) when `paper`,
+        `eta` or `corrected` is given, otherwise ``DEFAULT_SCHEME`` (currently
+        ``"em"``; ``method="auto"`` uses ``"baoab"``). ``"baoab"``: kinetic Langevin,
+        :mod:`lmatrank.langevin._kinetic`: exact stationary mean at any stable
+        step, ``O(sqrt(kappa))`` mixing, automatic tuning, burn-in detection
+        and sequential stopping).
+    h : float
+        BAOAB step (default ``1.9 / sqrt(lambda_max)``); ``info["eta"]`` reports
+        the equivalent overdamped step ``h**2 / 2``.
+    friction : float
+        BAOAB friction ``gamma`` (default ``2.5 sqrt(lambda_lo)``, ``lambda_lo``
+        the threshold or the smallest eigenvalue the budget resolves).
+    target_rse : float
+        BAOAB: stop once the relative standard error reaches it and the window
+        shows no drift (default 0.005); the budget ending first gives
+        ``converged=False`` and a ConvergenceWarning.
     progress : bool or callable
         True: a tqdm bar of products vs budget with the running estimate +-
         stderr, drawn only when standard error is a terminal. A callable is
@@ -168,6 +190,21 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
     """
     gen = np.random.default_rng(rng)
     n = op.n
+    if scheme is None:
+        scheme = "em" if (paper or eta is not None or corrected is not None) else DEFAULT_SCHEME
+    if scheme not in ("em", "baoab"):
+        raise ValueError(f"scheme must be 'baoab' or 'em', got {scheme!r}")
+    if scheme == "baoab":
+        if paper or eta is not None or corrected is not None:
+            raise ValueError("paper, eta and corrected apply to scheme='em'; "
+                             "BAOAB takes h and friction")
+        return _baoab_rank(op, gen=gen, rtol=rtol, atol=atol, n_chains=n_chains, n_steps=n_steps,
+                           n_avg=n_avg, sigma2=sigma2, preconditioner=preconditioner,
+                           noise=noise, max_matvecs=max_matvecs, backend=backend,
+                           spectrum=spectrum, lanczos_steps=lanczos_steps, progress=progress,
+                           h=h, friction=friction, target_rse=target_rse)
+    if h is not None or friction is not None or target_rse is not None:
+        raise ValueError("h, friction and target_rse apply to scheme='baoab'")
     settings = dict(n_chains=n_chains, n_steps=n_steps, n_avg=n_avg, eta=eta, sigma2=sigma2,
                     noise=noise, corrected=corrected)
     if paper:
@@ -349,3 +386,126 @@ def _summarise(trace, plan, settings, eta, op, bounds, squared, be, attempts,
     return RankEstimate(rank=int(max(0, round(estimate))), estimate=estimate, stderr=stderr,
                         threshold=threshold, matvecs=op.matvecs,
                         method="langevin", converged=converged, info=info)
+
+
+def _baoab_rank(op, *, gen, rtol, atol, n_chains, n_steps, n_avg, sigma2, preconditioner, noise,
+                max_matvecs, backend, spectrum, lanczos_steps, progress, h, friction, target_rse):
+    """``scheme="baoab"``: kinetic Langevin with automatic tuning and sequential stopping."""
+    n = op.n
+    settings = dict(n_chains=DEFAULT_BAOAB_CHAINS if n_chains is None else n_chains,
+                    n_steps=n_steps, n_avg=n_avg, eta=None,
+                    sigma2=1.0 if sigma2 is None else sigma2,
+                    noise=noise or "rademacher", corrected=True)
+    _validate(settings, max_matvecs, spectrum, rtol, atol)
+    for key, value in (("h", h), ("friction", friction)):
+        if value is not None and not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{key} must be a positive finite number, got {value!r}")
+    target_rse = 0.005 if target_rse is None else target_rse
+    if not (np.isfinite(target_rse) and target_rse > 0):
+        raise ValueError(f"target_rse must be a positive finite number, got {target_rse!r}")
+    if max_matvecs is None and n_steps is None:
+        max_matvecs = DEFAULT_MAX_MATVECS
+    precond = as_preconditioner(preconditioner, n, op.dtype)
+    be = get_backend(backend, op)
+    bounds = _spectrum_bounds(op, precond, gen, lanczos_steps)
+    scale = max(abs(bounds["ritz_max"]), abs(bounds["ritz_min"]))
+    if scale == 0.0:
+        return _zero_operator_result(op, bounds, be)
+    squared = spectrum == "indefinite" or (
+        spectrum == "auto" and bounds["ritz_min"] < -_INDEFINITE_RTOL * scale)
+    c = settings["n_chains"]
+    attempts = []
+    backoff = 1.0
+    while True:
+        run_op = SquaredOperator(op) if squared else op
+        pps = 2 if squared else 1
+        if squared and precond.is_identity:
+            lam_max_run = max(bounds["lambda_max"], -bounds["lambda_min"]) ** 2
+            ritz_max_run = max(bounds["ritz_max"], -bounds["ritz_min"]) ** 2
+        elif squared:
+            sq_bounds = _spectrum_bounds(run_op, precond, gen, lanczos_steps)
+            lam_max_run, ritz_max_run = sq_bounds["lambda_max"], sq_bounds["ritz_max"]
+        else:
+            lam_max_run, ritz_max_run = max(bounds["lambda_max"], 0.0), bounds["ritz_max"]
+        lam_max_run *= LAMBDA_MAX_INFLATION
+        if h is not None and h * h * ritz_max_run >= 4.0:
+            raise DivergenceError(
+                f"h={h:.4g} is unstable: h^2 lambda_max >= 4 (Lanczos lower bound on lambda_max: "
+                f"{ritz_max_run:.4g}); use h < {2.0 / math.sqrt(ritz_max_run):.4g} or leave h=None")
+        step = h if h is not None else BAOAB_STEP_FACTOR / math.sqrt(lam_max_run) / backoff
+        if n_steps is not None:
+            max_steps = n_steps
+            if max_matvecs is not None and op.matvecs + n_steps * c * pps > max_matvecs:
+                raise ValueError(
+                    f"n_steps={n_steps} x n_chains={c} x {pps} products per step + {op.matvecs} "
+                    f"products already spent exceeds max_matvecs={max_matvecs}")
+        else:
+            max_steps = (max_matvecs - op.matvecs) // (c * pps)
+            if max_steps < 8:
+                raise ValueError(
+                    f"max_matvecs={max_matvecs} leaves room for only {max(max_steps, 0)} steps of "
+                    f"{c} chains after {op.matvecs} products for the symmetry check and Lanczos; "
+                    "raise max_matvecs or lower n_chains")
+        threshold = None
+        if rtol is not None or atol is not None:
+            abs_lam_max = math.sqrt(lam_max_run) if squared else lam_max_run
+            tau = max(atol or 0.0, (rtol or 0.0) * abs_lam_max / LAMBDA_MAX_INFLATION)
+            threshold = tau ** 2 if squared else tau
+        budget = op.matvecs + max_steps * c * pps
+        bar = make_progress(progress, budget=budget, desc="langevin")
+        try:
+            out = run_baoab_estimate(
+                run_op, be, lam_max=lam_max_run, n_chains=c, max_steps=max_steps,
+                sigma2=settings["sigma2"], precond=precond, noise=settings["noise"], gen=gen,
+                lam_lo=threshold, h=step, friction=friction, target_rse=target_rse,
+                n_steps=n_steps, n_avg=n_avg, progress=bar, budget=budget)
+        except DivergedRun as exc:
+            attempts.append(dict(h=step, squared=squared, step=exc.step, value=exc.value))
+            if h is not None:
+                raise DivergenceError(
+                    f"Langevin (BAOAB) run diverged at step {exc.step} with h={step:.4g} "
+                    f"(observable {exc.value:.3g}); the step is too large for lambda_max, or the "
+                    "matrix has negative eigenvalues (try h=None, spectrum='indefinite')") from None
+            if not squared and spectrum == "auto":
+                squared = True
+                continue
+            if len(attempts) > _MAX_BACKOFFS:
+                raise DivergenceError(
+                    f"Langevin (BAOAB) run diverged {len(attempts)} times despite step back-off; "
+                    f"attempts: {attempts}") from None
+            backoff *= math.sqrt(2.0)
+            continue
+        finally:
+            getattr(bar, "close", lambda: None)()
+        break
+    plan = out["plan"]
+    trace, burn = out["trace"], out["burn_in"]
+    curve = threshold_curve(trace, plan["h"], plan["friction"], lam_max_run, squared=squared)
+    resolution = float(np.interp(max(burn, 4), curve["steps"], curve["resolution"]))
+    resolution_run = resolution ** 2 if squared else resolution
+    converged = out["converged"]
+    if threshold is not None and not plan["resolvable"]:
+        converged = False
+        warnings.warn(
+            f"budget too small to resolve the requested threshold {threshold:.3g} with BAOAB "
+            f"(resolution reached: {resolution_run:.3g}); estimate has a filter bias",
+            ConvergenceWarning, stacklevel=3)
+    rank_curve = trace.mean(axis=1)
+    est, err = out["estimate"], out["stderr"]
+    info = dict(
+        scheme="baoab", h=plan["h"], friction=plan["gamma"], friction_c=plan["friction"],
+        lambda_lo=plan["lambda_lo"], eta=plan["h"] ** 2 / 2.0, sigma2=settings["sigma2"],
+        temperature=settings["sigma2"] / 2.0, noise=settings["noise"], corrected=True,
+        n_chains=c, n_steps=out["steps"], n_avg=out["steps"] - burn, burn_in=burn,
+        squared=squared, lambda_max=lam_max_run, ritz_max=bounds["ritz_max"],
+        lambda_min=bounds["lambda_min"],
+        eta_lambda_max=plan["h"] ** 2 * lam_max_run / (2.0 * LAMBDA_MAX_INFLATION),
+        lanczos_matvecs=bounds["steps"], rank_curve=rank_curve,
+        loss_curve=rank_curve * settings["sigma2"] / 4.0, resolution=resolution_run,
+        requested_threshold=threshold, drift=out["drift"], drift_stderr=out["drift_stderr"],
+        stderr_method=out["stderr_method"], backoffs=attempts, backend=be.name,
+        target_rse=target_rse, stop_reason=out["stop_reason"], threshold_curve=curve,
+    )
+    return RankEstimate(rank=int(max(0, round(est))), estimate=est, stderr=err,
+                        threshold=resolution, matvecs=op.matvecs, method="langevin",
+                        converged=converged, info=info)

@@ -1,0 +1,131 @@
+"""BAOAB kinetic Langevin: simulated means against the exact 2x2 per-mode recursion."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from lmatrank import ConvergenceWarning, DivergenceError, estimate_rank
+from lmatrank.backends import NumpyBackend
+from lmatrank.langevin._dynamics import BaoabChains
+from lmatrank.langevin._modes import (baoab_mean_curve, baoab_stationary_covariance,
+                                      em_mean_curve)
+from lmatrank.operators import as_operator, as_preconditioner
+
+
+@pytest.mark.parametrize("h_scale", [0.5, 1.5, 1.95])
+@pytest.mark.parametrize("c", [0.0, 0.6, 0.99])
+def test_stationary_position_variance_is_exact_at_any_stable_step(h_scale, c):
+    lam = np.array([1e-3, 0.1, 0.5, 1.0])
+    cov = baoab_stationary_covariance(lam, h_scale, c)
+    np.testing.assert_allclose(lam * cov[:, 0, 0], 1.0, rtol=1e-10)
+    # momenta are biased: never used in the estimator
+    np.testing.assert_allclose(cov[:, 1, 1], 1.0 - h_scale ** 2 * lam / 4, rtol=1e-10)
+
+
+def _simulate(lam, *, h, c, n_steps, chains, seed, noise="rademacher", precond=None, basis=None):
+    n = lam.size
+    S = np.diag(lam) if basis is None else basis @ np.diag(lam) @ basis.T
+    op = as_operator(S, check_symmetry=False)
+    G = as_preconditioner(precond, n)
+    run = BaoabChains(op, NumpyBackend(), n_chains=chains, h=h, friction=c, temperature=0.5,
+                      precond=G, noise=noise, gen=np.random.default_rng(seed))
+    trace = run.advance(n_steps)
+    return trace, op
+
+
+@pytest.mark.parametrize("noise", ["rademacher", "gaussian"])
+def test_transient_mean_matches_the_exact_recursion(noise):
+    rng = np.random.default_rng(0)
+    lam = np.r_[np.geomspace(1e-3, 1.0, 12), np.zeros(8)]
+    basis, _ = np.linalg.qr(rng.standard_normal((20, 20)))
+    h, c = 1.8, math.exp(-0.1 * 1.8)
+    trace, op = _simulate(lam, h=h, c=c, n_steps=300, chains=4000, seed=1, noise=noise,
+                          basis=basis)
+    assert op.matvecs == 300 * 4000  # one product per step
+    exact = baoab_mean_curve(lam, h, c, 300)
+    mean = trace.mean(axis=1)
+    se = trace.std(axis=1, ddof=1) / math.sqrt(trace.shape[1])
+    z = (mean - exact) / se
+    assert np.abs(z[9::10]).max() < 5.0  # 30 checkpoints, |z| < 5 each
+    assert abs(z[9::10].mean()) < 5.0 / math.sqrt(30) * 1.5
+
+
+def test_stationary_mean_is_the_rank_and_differs_from_em_transient():
+    lam = np.r_[np.geomspace(0.05, 1.0, 10), np.zeros(10)]
+    h, c = 1.9, math.exp(-2.5 * math.sqrt(0.05) * 1.9)
+    trace, _ = _simulate(lam, h=h, c=c, n_steps=400, chains=400, seed=2)
+    window = trace[200:]
+    means = window.mean(axis=0)
+    est, se = means.mean(), means.std(ddof=1) / math.sqrt(means.size)
+    assert abs(est - 10.0) < 5 * se
+    assert baoab_mean_curve(lam, h, c, 400)[-1] == pytest.approx(10.0, abs=1e-6)
+    # BAOAB resolves the small eigenvalue in far fewer steps than EM (sqrt(kappa))
+    k_baoab = int(np.argmax(baoab_mean_curve(lam, h, c, 400) > 9.5))
+    em = em_mean_curve(lam, 1.9, 4000)
+    k_em = int(np.argmax(em > 9.5))
+    assert k_baoab < k_em / 3
+
+
+def test_preconditioned_baoab_counts_the_rank_of_GS():
+    rng = np.random.default_rng(3)
+    lam = np.r_[np.geomspace(0.1, 1.0, 6), np.zeros(6)]
+    g = rng.uniform(0.5, 2.0, 12)
+    # spectrum of G S for diagonal S and G: g * lam
+    h = 1.8 / math.sqrt((g * lam).max())
+    c = math.exp(-2.5 * math.sqrt((g * lam)[lam > 0].min()) * h)
+    trace, _ = _simulate(lam, h=h, c=c, n_steps=200, chains=3000, seed=4, precond=g)
+    exact = baoab_mean_curve(g * lam, h, c, 200)
+    mean = trace.mean(axis=1)
+    se = trace.std(axis=1, ddof=1) / math.sqrt(trace.shape[1])
+    assert np.abs((mean - exact) / se)[19::20].max() < 5.0
+
+
+def test_estimator_baoab_reports_tuning_and_threshold_curve():
+    rng = np.random.default_rng(5)
+    U, _ = np.linalg.qr(rng.standard_normal((80, 30)))
+    A = U @ np.diag(np.geomspace(1.0, 1e-2, 30)) @ U.T
+    est = estimate_rank(A, rng=0, scheme="baoab", max_matvecs=8000, target_rse=0.02)
+    info = est.info
+    assert info["scheme"] == "baoab"
+    assert info["h"] ** 2 * info["lambda_max"] < 4.0
+    assert info["eta"] == pytest.approx(info["h"] ** 2 / 2)
+    assert 0 < info["burn_in"] < info["n_steps"]
+    assert abs(est.estimate - 30) <= 5 * est.stderr + 0.5
+    curve = info["threshold_curve"]
+    assert np.all(np.diff(curve["resolution"]) <= 0)  # finer resolution with more steps
+    assert curve["count"][-1] > curve["count"][0]
+    assert est.matvecs <= 8000
+
+
+def test_sequential_stopping_saves_products_and_budget_end_warns():
+    A = np.diag(np.r_[np.linspace(1.0, 2.0, 40), np.zeros(40)])
+    loose = estimate_rank(A, rng=0, scheme="baoab", max_matvecs=20000, target_rse=0.02)
+    assert loose.converged and loose.matvecs < 20000
+    with pytest.warns(ConvergenceWarning, match="target_rse"):
+        tight = estimate_rank(A, rng=0, scheme="baoab", max_matvecs=1200, target_rse=1e-5)
+    assert not tight.converged
+
+
+def test_indefinite_input_runs_on_the_square():
+    A = np.diag(np.r_[np.linspace(1.0, 3.0, 15), -np.linspace(1.0, 2.0, 10), np.zeros(15)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = estimate_rank(A, rng=1, scheme="baoab", max_matvecs=6000)
+    assert est.info["squared"]
+    assert abs(est.estimate - 25) <= 5 * est.stderr + 0.5
+
+
+def test_bad_baoab_options_are_refused():
+    A = np.diag([1.0, 2.0, 0.0])
+    with pytest.raises(ValueError, match="scheme must be"):
+        estimate_rank(A, scheme="leapfrog")
+    with pytest.raises(ValueError, match="apply to scheme='em'"):
+        estimate_rank(A, scheme="baoab", eta=0.1)
+    with pytest.raises(ValueError, match="apply to scheme='baoab'"):
+        estimate_rank(A, scheme="em", friction=0.1)
+    with pytest.raises(ValueError, match="target_rse"):
+        estimate_rank(A, scheme="baoab", target_rse=-1.0)
+    with pytest.raises(DivergenceError, match="unstable"):
+        estimate_rank(A, scheme="baoab", h=3.0)
