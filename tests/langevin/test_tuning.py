@@ -47,7 +47,7 @@ def test_half_count_eigenvalue_decreases_like_one_over_time_squared():
 
 
 def test_threshold_curve_pairs_counts_with_resolutions():
-    trace = np.tile(np.minimum(np.arange(1, 501) / 50.0, 10.0)[:, None], (1, 4))
+    trace = np.tile(np.minimum(np.arange(1, 501) / 10.0, 10.0)[:, None], (1, 4))
     out = threshold_curve(trace, 1.9, 0.98, 1.0)
     assert out["resolution"].shape == out["count"].shape == out["steps"].shape
     assert out["count"][-1] == 10.0
