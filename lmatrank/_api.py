@@ -20,6 +20,7 @@ __all__ = ["estimate_rank", "available_methods", "register_method"]
 _METHODS: dict[str, object] = {
     "langevin": "lmatrank.langevin._estimator:langevin_rank",
     "exact": "lmatrank._exact:exact_rank",
+    "auto": "lmatrank._auto:auto_rank",
     "chebyshev": "lmatrank.spectral._ubaru_saad:chebyshev_rank",
     "kpm": "lmatrank.spectral._ubaru_saad:kpm_rank",
     "slq": "lmatrank.spectral._slq:slq_rank",
