@@ -154,10 +154,10 @@ def adam_preconditioner(exp_avg_sq, *, step=None, beta2=0.999, eps=1e-8):
         if not isinstance(step, (int, np.integer)) or step < 1:
             raise ValueError(f"step must be a positive integer (Adam steps taken), got {step!r}")
         v = v / (1.0 - beta2 ** int(step))
-    G = 1.0 / (np.sqrt(v) + eps)
-    if not np.all(np.isfinite(G)):
+    denominator = np.sqrt(v) + eps
+    if np.any(denominator == 0):
         raise ValueError("exp_avg_sq has zero entries and eps = 0: G = 1/(sqrt(v_hat)+eps) is infinite")
-    return G
+    return 1.0 / denominator
 
 
 class _Objective:
