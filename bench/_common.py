@@ -53,6 +53,9 @@ class MethodSpec:
     options: dict = dataclasses.field(default_factory=dict)
     statistical: bool = True    # reports a meaningful stderr
     note: str = ""
+    #: skip on operators larger than this: the method's own dense O(n r^2) linear algebra
+    #: (not its products) would dominate the whole benchmark
+    max_n: int | None = None
 
     @property
     def is_scipy(self):
@@ -72,11 +75,13 @@ TABLE1_METHODS = (
                note="same moments, scale-invariant gap rule, Rademacher probes"),
     MethodSpec("slq", "SLQ", "slq", {}, note="stochastic Lanczos quadrature, default settings"),
     MethodSpec("sketch", "sketch", "sketch", {}, statistical=False,
-               note="randomized sketch grown until rank deficient"),
+               note="randomized sketch grown until rank deficient; skipped for n > 6000, where "
+                    "its O(n k^2) QR per growth step (k ~ rank) dominates", max_n=6000),
     MethodSpec("auto", "auto", "auto", {}, note="estimate_rank's automatic choice"),
     MethodSpec("scipy", "scipy interpolative", "scipy-interpolative", {"eps": SCIPY_EPS},
-               statistical=False,
-               note=f"scipy.linalg.interpolative.estimate_rank(LinearOperator, eps={SCIPY_EPS:g})"),
+               statistical=False, max_n=6000,
+               note=f"scipy.linalg.interpolative.estimate_rank(LinearOperator, eps={SCIPY_EPS:g}); "
+                    "skipped for n > 6000 (O(n r^2) Gram-Schmidt)"),
 )
 
 #: the families benchmark runs on matrices of arbitrary scale, where the paper's fixed
@@ -158,6 +163,10 @@ def _run_one(spec, A, seed, *, rtol, atol):
     out = dict(estimate=float(est.estimate), rank=int(est.rank), stderr=float(est.stderr),
                matvecs=int(est.matvecs), threshold=float(est.threshold),
                converged=bool(est.converged))
+    for key in ("lambda_max", "count_half_threshold", "count_double_threshold", "gap_rule"):
+        value = est.info.get(key)
+        if isinstance(value, (int, float, str, np.integer, np.floating)):
+            out[key] = value.item() if hasattr(value, "item") else value
     if est.method != spec.method:
         out["resolved_method"] = est.method
     return out
@@ -293,6 +302,8 @@ def _cpu_model():
 
 
 def _git_commit():
+    if os.environ.get("BENCH_GIT_COMMIT"):   # run from an exported snapshot of a commit
+        return os.environ["BENCH_GIT_COMMIT"]
     try:
         out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
                              capture_output=True, text=True, timeout=10)
