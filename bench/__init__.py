@@ -11,6 +11,6 @@ Gram matrices, Kronecker products, indefinite matrices), and, where present,
 ``speed``, ``scaling``, ``gpu``, ``denoising``.
 """
 
-BENCHMARKS = ("table1", "fig1", "families", "speed", "scaling", "gpu", "denoising")
+BENCHMARKS = ("table1", "fig1", "families", "report", "speed", "scaling", "gpu", "denoising")
 
 __all__ = ["BENCHMARKS"]

@@ -244,6 +244,27 @@ def _figure(summaries, specs, path):
     return C.save_figure(fig, path)
 
 
+def _render_existing(out):
+    import json
+
+    data = json.loads((out / "table1.json").read_text())
+    config = data["config"]
+    done = sorted({r["d"] for r in data["records"]})
+    if done != sorted(config["dims"]):
+        C.progress(f"note: table1.json holds results for d = {done} only (run cut short)")
+        config["dims"] = done
+    specs = [C.MethodSpec(m["key"], m["label"], m["method"], m["options"], note=m["note"],
+                          statistical=next((s.statistical for s in C.TABLE1_METHODS
+                                            if s.key == m["key"]), True))
+             for m in config["methods"]]
+    summaries = _summaries(data["records"], specs, done)
+    md = _markdown(summaries, specs, config, data["machine"], data["command"], data["elapsed_s"])
+    C.write_text(out / "table1.md", md)
+    _figure(summaries, specs, out / "table1_fig2.png")
+    print(md)
+    return 0
+
+
 def main(argv=None):
     argv = list(argv or [])
     parser = C.base_parser("table1", __doc__.splitlines()[0])
@@ -255,7 +276,12 @@ def main(argv=None):
                              "(default 100 for d <= 16, 20 for d >= 32)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="worker processes, one BLAS thread each (default 1)")
+    parser.add_argument("--render-only", action="store_true",
+                        help="re-write table1.md and the figure from an existing (possibly "
+                             "partial) table1.json in --out, running nothing")
     args = parser.parse_args(argv)
+    if args.render_only:
+        return _render_existing(args.out)
     if args.jobs < 1:
         parser.error("--jobs must be >= 1")
     try:
