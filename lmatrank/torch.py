@@ -16,7 +16,7 @@ What it provides
 - :func:`adam_preconditioner`: ``G = 1 / (sqrt(v_hat) + eps)`` from a
   ``torch.optim.Adam`` (bias-corrected ``exp_avg_sq``, per-group ``eps``).
 - :meth:`ModelLoss.hessian_operator`: a Hessian-vector-product operator
-  (forward-over-reverse, ``torch.func.jvp`` of ``torch.func.grad``, vmapped over
+  (reverse-over-reverse, ``torch.func.vjp`` of ``torch.func.grad``, vmapped over
   the block) with ``shape``, ``dtype`` and ``matmat`` on numpy blocks, so
   :func:`lmatrank.estimate_rank` and the spectral peers run on the same model.
 - :func:`as_linear_operator`: a torch tensor, or a torch-based operator such as
@@ -243,7 +243,7 @@ def model_loss(model, loss_fn, data, **options):
 
 
 class HessianOperator:
-    """``H @ X`` for the full-batch loss of a :class:`ModelLoss`, by forward-over-reverse AD.
+    """``H @ X`` for the full-batch loss of a :class:`ModelLoss`, by automatic differentiation.
 
     Has ``shape``, ``dtype`` and ``matmat`` (numpy ``(P, b)`` blocks), so it can be
     passed to :func:`lmatrank.estimate_rank` with any method.
@@ -255,13 +255,11 @@ class HessianOperator:
         self._theta = model_loss._tensor(np.asarray(theta, dtype=np.float64).reshape(-1))
         self.shape = (model_loss.n_params, model_loss.n_params)
         self.dtype = np.dtype(model_loss.np_dtype)
-        grad = torch.func.grad(model_loss._flat_loss)
-        theta_t = self._theta
-
-        def hvp(v):
-            return torch.func.jvp(grad, (theta_t,), (v,))[1]
-
-        self._hvp = torch.func.vmap(hvp)
+        # reverse-over-reverse: the gradient's graph is built once here, each block
+        # is one vmapped backward pass through it (H symmetric: vjp = jvp). It avoids
+        # forward-mode AD, which some PyTorch ops do not support.
+        _, vjp_fn = torch.func.vjp(torch.func.grad(model_loss._flat_loss), self._theta)
+        self._hvp = torch.func.vmap(lambda v: vjp_fn(v)[0])
 
     def matmat(self, X):
         X = np.asarray(X)
