@@ -275,6 +275,12 @@ class NumbaBackend:
         else:
             _k.csr_matmat(plan.indptr, plan.indices, plan.data, src, Y, perm, scatter)
 
+    @staticmethod
+    def parallel_copy(src, dst):
+        """``dst[...] = src`` on all threads (contiguous arrays): the copy bandwidth the
+        kernels can reach, for benchmarks."""
+        _k.parallel_copy(src.reshape(-1), dst.reshape(-1))
+
     # ------------------------------------------------------------ noise
     def counter_noise(self, key, shape, kind, dtype=np.float64):
         """The noise block the kernels use for `key` (test hook and ``noise``)."""

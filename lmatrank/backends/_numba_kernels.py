@@ -291,3 +291,10 @@ def baoab_step_csr(indptr, indices, data, q_src, q_dst, p, perm, permuted, gdiag
             dst = np.int64(perm[i]) if permuted else np.int64(i)
             _baoab_row(i, dst, q_src, p, s, xi, gdiag, use_g, h, friction, kick, key, kind,
                        q_dst, quad)
+
+
+@njit(parallel=True, cache=True)
+def parallel_copy(src, dst):
+    """``dst[:] = src`` for 1-D arrays, all threads (a memory-bandwidth probe)."""
+    for i in prange(src.size):
+        dst[i] = src[i]
