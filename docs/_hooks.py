@@ -82,7 +82,8 @@ def _loss_curve_figure():
     import lmatrank
 
     spectrum = np.concatenate([np.geomspace(0.02, 1.0, 40), np.zeros(60)])
-    est = lmatrank.estimate_rank(np.diag(spectrum), rng=0, corrected=True, backend="numpy",
+    est = lmatrank.estimate_rank(np.diag(spectrum), method="langevin", rng=0, corrected=True,
+                                 backend="numpy",
                                  max_matvecs=4000)
     fig = est.plot(fig=Figure(figsize=(7, 6.4)), true_rank=40, eigenvalues=spectrum)
     return _png(fig)

@@ -21,7 +21,7 @@ FIELDS = [f.name for f in dataclasses.fields(RankEstimate)]
 # Euler-Maruyama on the numpy backend: its exact mean is known (theory.em_expected_rank),
 # and no JIT compilation is paid in each subprocess
 # (corrected=True selects the EM scheme, whose observable it qualifies)
-EM_NUMPY = ("-o", "corrected=True", "-o", "backend='numpy'")
+EM_NUMPY = ("--method", "langevin", "-o", "corrected=True", "-o", "backend='numpy'")
 
 
 def run_cli(*args, timeout=120):

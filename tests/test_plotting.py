@@ -43,7 +43,8 @@ def test_rank_vs_threshold_counts_magnitudes():
 def test_langevin_plot_has_loss_curve_with_theory_overlay():
     lam = np.concatenate([np.geomspace(0.05, 2.0, 15), np.zeros(10)])
     A = np.diag(lam)
-    est = lmatrank.estimate_rank(A, rng=0, max_matvecs=1200, corrected=True, backend="numpy")
+    est = lmatrank.estimate_rank(A, method="langevin", rng=0, max_matvecs=1200, corrected=True,
+                                 backend="numpy")
     fig = est.plot(fig=mpl_figure.Figure(), true_rank=15, eigenvalues=lam)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["Langevin loss curve (in rank units)", "rank vs threshold"]
@@ -57,7 +58,8 @@ def test_langevin_plot_has_loss_curve_with_theory_overlay():
 
 
 def test_langevin_plot_without_spectrum_has_only_loss_curve():
-    est = lmatrank.estimate_rank(np.diag([2.0, 1.0, 0.0]), rng=0, max_matvecs=400,
+    est = lmatrank.estimate_rank(np.diag([2.0, 1.0, 0.0]), method="langevin", rng=0,
+                                 max_matvecs=400,
                                  backend="numpy")
     fig = est.plot(fig=mpl_figure.Figure())
     assert [ax.get_title() for ax in fig.axes] == ["Langevin loss curve (in rank units)"]

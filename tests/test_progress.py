@@ -80,7 +80,8 @@ def test_estimator_calls_progress_with_running_estimate():
     basis, _ = np.linalg.qr(rng.standard_normal((60, 12)))
     A = basis @ np.diag(np.linspace(1.0, 4.0, 12)) @ basis.T
     calls = []
-    est = lmatrank.estimate_rank(A, rng=2, max_matvecs=2000, corrected=True, backend="numpy",
+    est = lmatrank.estimate_rank(A, method="langevin", rng=2, max_matvecs=2000, corrected=True,
+                                 backend="numpy",
                                  progress=lambda *args: calls.append(args))
     matvecs = [c[0] for c in calls]
     assert matvecs == sorted(matvecs) and matvecs[-1] == est.matvecs
@@ -95,8 +96,10 @@ def test_estimator_calls_progress_with_running_estimate():
 
 def test_progress_false_and_true_off_terminal_give_same_result():
     A = np.diag([3.0, 2.0, 1.0, 0.0, 0.0])
-    quiet = lmatrank.estimate_rank(A, rng=0, max_matvecs=600, progress=False, backend="numpy")
-    loud = lmatrank.estimate_rank(A, rng=0, max_matvecs=600, progress=True, backend="numpy")
+    quiet = lmatrank.estimate_rank(A, method="langevin", rng=0, max_matvecs=600,
+                                   progress=False, backend="numpy")
+    loud = lmatrank.estimate_rank(A, method="langevin", rng=0, max_matvecs=600,
+                                  progress=True, backend="numpy")
     assert quiet.estimate == loud.estimate and quiet.matvecs == loud.matvecs
 
 
@@ -110,7 +113,7 @@ def _matrix_file(tmp_path):
 def _cli_command(path):
     # the EM scheme (corrected=True) on the numpy backend: no JIT compilation to wait for
     return [sys.executable, "-m", "lmatrank", "estimate", str(path), "--max-matvecs", "8000",
-            "-o", "backend='numpy'", "-o", "corrected=True"]
+            "--method", "langevin", "-o", "backend='numpy'", "-o", "corrected=True"]
 
 
 def _env():
