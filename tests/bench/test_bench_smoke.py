@@ -15,7 +15,7 @@ pytest.importorskip("matplotlib")
 
 from bench import __main__ as dispatcher  # noqa: E402
 from bench import _common as C  # noqa: E402
-from bench import families, fig1, table1  # noqa: E402
+from bench import families, fig1, report, table1  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -49,6 +49,22 @@ def test_table1_quick_writes_json_markdown_png(tmp_path):
     assert "LD paper-faithful" in md and "scipy interpolative" in md
     assert "python -m bench table1 --quick" in md
     assert (out / "table1_fig2.png").read_bytes()[:8] == PNG_MAGIC
+    # re-rendering from the JSON alone reproduces the table
+    (out / "table1.md").unlink()
+    assert table1.main(["--render-only", "--out", str(out)]) == 0
+    assert (out / "table1.md").read_text() == md
+
+
+def test_report_assembles_docs_page(tmp_path):
+    results = tmp_path / "results"
+    assert table1.main(["--quick", "--dims", "3", "--minima", "2", "--methods",
+                        "us_faithful,ld_paper,sketch", "--out", str(results / "table1")]) == 0
+    docs = tmp_path / "docs"
+    assert report.main(["--results", str(results), "--docs", str(docs)]) == 0
+    page = (docs / "benchmarks.md").read_text()
+    assert "Acceptance summary" in page and "U&S faithful bias %" in page
+    assert "benchmark_figures/table1_fig2.png" in page
+    assert (docs / "benchmark_figures" / "table1_fig2.png").read_bytes()[:8] == PNG_MAGIC
 
 
 def test_fig1_quick_theory_and_simulation(tmp_path):
