@@ -219,7 +219,7 @@ def test_info_detects_asymmetry(tmp_path):
 
 def test_demo_default_problem_json():
     # leading option without subcommand -> demo; small budget keeps it fast
-    proc = run_cli("--max-matvecs", "2000", "--json", "--quiet", "-o", "backend='numpy'")
+    proc = run_cli("--max-matvecs", "2000", "--json", "--quiet", *EM_NUMPY)
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout)
     assert record["true_rank"] == 1024
