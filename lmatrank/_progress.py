@@ -121,6 +121,8 @@ class ProgressBar:
                 self._bar.set_postfix_str(f"rank {estimate:.2f} +- {stderr:.2f}", refresh=False)
             else:
                 self._bar.set_postfix_str(f"rank {estimate:.2f}", refresh=False)
+        else:
+            self._bar.set_postfix_str("burn-in", refresh=False)
         step = int(matvecs) - self._shown
         if step > 0:
             self._bar.update(step)
