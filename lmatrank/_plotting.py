@@ -12,10 +12,15 @@ Panels, each drawn when the result carries the data for it:
 
   and a line at the true rank (``true_rank=``);
 - **rank vs threshold**: the number of eigenvalues with ``|lambda| > tau`` as a
-  function of ``tau``, from ``info["eigenvalues"]`` (``method="exact"``), from
-  ``eigenvalues=``, or from ``info["rank_vs_threshold"] = (thresholds, ranks)``
-  supplied by a method; the threshold of the estimate is marked;
-- **spectral density** (KPM/Chebyshev methods): ``info["dos"] = (x, density)``.
+  function of ``tau``, from ``info["rank_vs_threshold"] = (thresholds, ranks)``,
+  from the spectral methods' threshold rule ``info["gap"]`` (``grid``,
+  ``counts``), or from eigenvalues (``eigenvalues=``, or ``info["eigenvalues"]``
+  of ``method="exact"``/``"sketch"``); the threshold of the estimate is marked;
+- **spectral density** (KPM/Chebyshev methods): ``info["dos"]``, a dict with
+  ``eigenvalues`` and ``density`` or a pair ``(x, density)``.
+
+For ``method="auto"`` the diagnostics of the chosen method (``info["detail"]``)
+are plotted.
 
 Install matplotlib with ``pip install "lmatrank[plot]"``.
 """
@@ -141,8 +146,13 @@ def _threshold_panel(ax, est, tau, ranks, true_rank):
     ax.legend(fontsize=7)
 
 
-def _dos_panel(ax, est):
-    x, density = (np.asarray(v, dtype=np.float64) for v in est.info["dos"][:2])
+def _dos_panel(ax, est, dos):
+    if isinstance(dos, dict):
+        x = dos.get("eigenvalues", dos.get("x"))
+        density = dos["density"]
+    else:
+        x, density = dos[:2]
+    x, density = np.asarray(x, dtype=np.float64), np.asarray(density, dtype=np.float64)
     ax.plot(x, density, color="C4")
     if est.threshold and math.isfinite(est.threshold):
         ax.axvline(est.threshold, color="C1", ls="--", lw=1, label=f"threshold {est.threshold:.3g}")
@@ -186,14 +196,19 @@ def plot_estimate(est, *, fig=None, true_rank=None, eigenvalues=None):
     >>> [ax.get_title() for ax in fig.axes]
     ['rank vs threshold']
     """
-    info = est.info or {}
+    info = dict(est.info or {})
+    if isinstance(info.get("detail"), dict):  # method="auto": the chosen method's diagnostics
+        info = {**info["detail"], **info}
     panels = []
     if info.get("rank_curve") is not None:
         panels.append("loss")
     spectrum = eigenvalues if eigenvalues is not None else info.get("eigenvalues")
     curve = info.get("rank_vs_threshold")
+    gap = info.get("gap")
+    if curve is None and isinstance(gap, dict) and "grid" in gap and "counts" in gap:
+        curve = (gap["grid"], gap["counts"])  # the spectral methods' threshold rule
     if curve is not None:
-        tau, ranks = (np.asarray(v) for v in curve[:2])
+        tau, ranks = (np.asarray(v, dtype=np.float64) for v in curve[:2])
         panels.append("threshold")
     elif spectrum is not None:
         tau, ranks = rank_vs_threshold(spectrum)
@@ -216,6 +231,6 @@ def plot_estimate(est, *, fig=None, true_rank=None, eigenvalues=None):
         elif panel == "threshold":
             _threshold_panel(ax, est, tau, ranks, true_rank)
         else:
-            _dos_panel(ax, est)
+            _dos_panel(ax, est, info["dos"])
     fig.tight_layout()
     return fig

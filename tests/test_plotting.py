@@ -87,3 +87,20 @@ def test_nothing_to_plot_raises():
     est = RankEstimate(rank=1, estimate=1.0, stderr=0.0, threshold=0.0, matvecs=1, method="x")
     with pytest.raises(ValueError, match="nothing to plot for method 'x'"):
         est.plot(fig=mpl_figure.Figure())
+
+
+def test_kpm_plot_uses_threshold_rule_and_density():
+    lam = np.concatenate([np.linspace(0.5, 2.0, 20), np.zeros(40)])
+    est = lmatrank.estimate_rank(np.diag(lam), method="kpm", rng=0)
+    fig = est.plot(fig=mpl_figure.Figure())
+    assert [ax.get_title() for ax in fig.axes] == ["rank vs threshold", "spectral density (KPM)"]
+    grid = np.asarray(est.info["gap"]["grid"])
+    assert np.allclose(fig.axes[0].get_lines()[0].get_xdata(), grid)
+    assert np.allclose(fig.axes[1].get_lines()[0].get_ydata(), est.info["dos"]["density"])
+
+
+def test_auto_plot_draws_the_chosen_method():
+    est = RankEstimate(rank=2, estimate=2.0, stderr=0.0, threshold=0.5, matvecs=12, method="auto",
+                       info=dict(choice="sketch", detail=dict(eigenvalues=np.array([3.0, 1.0]))))
+    fig = est.plot(fig=mpl_figure.Figure())
+    assert [ax.get_title() for ax in fig.axes] == ["rank vs threshold"]
