@@ -2,8 +2,9 @@
 
 - The "Benchmarks" section lists every ``docs/benchmarks*.md`` the benchmark
   suite wrote (``docs/benchmarks.md`` first, the others by name), so new result
-  pages appear without editing ``mkdocs.yml``; with none committed yet a page
-  says how to produce them.
+  pages appear without editing ``mkdocs.yml``; without ``docs/benchmarks.md``
+  an overview page is generated, and a result page that other pages link to
+  but the suite has not written yet gets a placeholder saying so.
 - The figures of the user guide are computed at build time by lmatrank itself
   (an exact run and a Langevin run on small matrices), never drawn by hand.
 """
@@ -23,12 +24,24 @@ FIGURES = {
 }
 
 
+_BENCH_LINK = re.compile(r"\]\((?:\./)?(benchmarks[\w-]*\.md)(?:#[\w-]*)?\)")
+
+
 def _benchmark_pages(docs_dir):
     pages = sorted(p.name for p in Path(docs_dir).glob("benchmarks*.md"))
     if "benchmarks.md" in pages:
         pages.remove("benchmarks.md")
         pages.insert(0, "benchmarks.md")
     return pages
+
+
+def _missing_benchmark_pages(docs_dir):
+    """Result pages other pages link to that the benchmark suite has not written yet."""
+    existing = set(_benchmark_pages(docs_dir)) | {BENCH_PLACEHOLDER}
+    linked = set()
+    for page in Path(docs_dir).rglob("*.md"):
+        linked.update(_BENCH_LINK.findall(page.read_text(encoding="utf-8")))
+    return sorted(linked - existing)
 
 
 def _title(path):
@@ -42,6 +55,8 @@ def _title(path):
 def on_config(config):
     pages = _benchmark_pages(config["docs_dir"])
     entries = [{_title(Path(config["docs_dir"]) / page): page} for page in pages]
+    entries += [{f"{page} (not generated yet)": page}
+                for page in _missing_benchmark_pages(config["docs_dir"])]
     if BENCH_PLACEHOLDER not in pages:
         entries.insert(0, {"Overview": BENCH_PLACEHOLDER})
     for i, item in enumerate(config["nav"]):
@@ -103,6 +118,10 @@ def on_files(files, config):
             "(`bench/`), which compares the methods in one run on the same machine and "
             "reports ratios; the pages `docs/benchmarks*.md` it writes appear in this "
             f"section automatically.\n\n{body}\n")))
+    for page in _missing_benchmark_pages(config["docs_dir"]):
+        files.append(File.generated(config, page, content=(
+            f"# {page}\n\nThis result page is written by the benchmark suite in `bench/` "
+            "and has not been generated in this checkout yet.\n")))
     for src_uri, maker in FIGURES.items():
         files.append(File.generated(config, src_uri, content=globals()[maker]()))
     return files
