@@ -52,6 +52,15 @@ def _title(path):
     return Path(path).stem.replace("_", " ")
 
 
+def _nav_pages(nav):
+    for item in nav:
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            for value in item.values():
+                yield from (_nav_pages(value) if isinstance(value, list) else [value])
+
+
 def on_config(config):
     pages = _benchmark_pages(config["docs_dir"])
     entries = [{_title(Path(config["docs_dir"]) / page): page} for page in pages]
@@ -62,6 +71,13 @@ def on_config(config):
     for i, item in enumerate(config["nav"]):
         if isinstance(item, dict) and "Benchmarks" in item:
             config["nav"][i] = {"Benchmarks": entries}
+    listed = set(_nav_pages(config["nav"]))
+    extra = sorted(str(p.relative_to(config["docs_dir"])).replace("\\", "/")
+                   for p in Path(config["docs_dir"]).rglob("*.md"))
+    extra = [page for page in extra if page not in listed and not page.startswith("benchmarks")]
+    if extra:  # pages added by colleagues but not yet placed in mkdocs.yml's nav
+        config["nav"].insert(len(config["nav"]) - 1,
+                             {"More": [{_title(Path(config["docs_dir"]) / p): p} for p in extra]})
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     return config
