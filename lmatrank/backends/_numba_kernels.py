@@ -69,13 +69,16 @@ def fill_noise_row(key, row, b, kind, out):
     r = np.uint64(row)
     if kind == RADEMACHER:
         words = (b + 63) // 64
-        for w in range(words):
-            word = splitmix64(key, r * np.uint64(words) + np.uint64(w))
-            lo = w * 64
-            hi = min(b, lo + 64)
-            for c in range(lo, hi):
-                bit = (word >> np.uint64(c - lo)) & _ONE
-                out[c] = 1.0 - 2.0 * np.float64(bit)
+        if words == 1:  # the common case; a loop from 0 vectorises, an offset one did not
+            word = splitmix64(key, r)
+            for c in range(b):
+                out[c] = np.float64(1 - 2 * np.int64((word >> np.uint64(c)) & _ONE))
+        else:
+            for w in range(words):
+                word = splitmix64(key, r * np.uint64(words) + np.uint64(w))
+                lo = w * 64
+                for c in range(min(64, b - lo)):
+                    out[lo + c] = np.float64(1 - 2 * np.int64((word >> np.uint64(c)) & _ONE))
     else:
         pairs = (b + 1) // 2
         for p in range(pairs):
@@ -113,7 +116,7 @@ def csr_matmat(indptr, indices, data, X, Y, perm, scatter):
             Y[dst, c] = 0
         for k in range(indptr[i], indptr[i + 1]):
             a = data[k]
-            j = indices[k]
+            j = np.uint64(indices[k])
             for c in range(b):
                 Y[dst, c] += a * X[j, c]
 
@@ -125,7 +128,7 @@ def csr_matvec(indptr, indices, data, x, y, perm, scatter):
     for i in prange(n):
         acc = data[0] * 0
         for k in range(indptr[i], indptr[i + 1]):
-            acc += data[k] * x[indices[k]]
+            acc += data[k] * x[np.uint64(indices[k])]
         if scatter:
             y[np.int64(perm[i])] = acc
         else:
@@ -215,7 +218,7 @@ def em_step_csr(indptr, indices, data, theta_src, theta_dst, perm, permuted, gdi
                 s[c] = 0.0
             for k in range(indptr[i], indptr[i + 1]):
                 a = np.float64(data[k])
-                j = indices[k]
+                j = np.uint64(indices[k])
                 for c in range(b):
                     s[c] += a * theta_src[j, c]
             dst = np.int64(perm[i]) if permuted else np.int64(i)
@@ -285,7 +288,7 @@ def baoab_step_csr(indptr, indices, data, q_src, q_dst, p, perm, permuted, gdiag
                 s[c] = 0.0
             for k in range(indptr[i], indptr[i + 1]):
                 a = np.float64(data[k])
-                j = indices[k]
+                j = np.uint64(indices[k])
                 for c in range(b):
                     s[c] += a * q_src[j, c]
             dst = np.int64(perm[i]) if permuted else np.int64(i)
