@@ -208,7 +208,7 @@ def _summaries(records, specs, dims):
     return out
 
 
-def _markdown(summaries, specs, config, machine, command, elapsed):
+def _markdown(summaries, specs, config, machine, command, elapsed, earlier=()):
     statistical = {s.key: s.statistical for s in specs}
     rows = []
     for s in summaries:
@@ -222,6 +222,9 @@ def _markdown(summaries, specs, config, machine, command, elapsed):
         f"Command: `{command}`  \n",
         f"Machine: {C.machine_line(machine)}  \n",
         f"Total run time: {elapsed / 60:.1f} min wall ({config['jobs']} worker process(es)).\n\n",
+        *[f"Earlier run kept for d = {e['dims']}: `{e['command']}` ({e['elapsed_s'] / 60:.1f} min "
+          f"wall; machine: {C.machine_line(e['machine'])})  \n" for e in earlier],
+        "\n" if earlier else "",
         C.markdown_table(
             ["d", "method", "mean estimate / true", "std across minima", "NRMSE %", "bias %",
              "mean reported stderr", "products / estimate", "CPU s / estimate", "minima (ok/run)"],
@@ -332,7 +335,8 @@ def _render_existing(out, theory=False):
                                             if s.key == m["key"]), True))
              for m in config["methods"]]
     summaries = _summaries(data["records"], specs, done)
-    md = _markdown(summaries, specs, config, data["machine"], data["command"], data["elapsed_s"])
+    md = _markdown(summaries, specs, config, data["machine"], data["command"], data["elapsed_s"],
+                   data.get("earlier_runs", ()))
     C.write_text(out / "table1.md", md)
     _figure(summaries, specs, out / "table1_fig2.png")
     print(md)
@@ -353,6 +357,9 @@ def main(argv=None):
     parser.add_argument("--render-only", action="store_true",
                         help="re-write table1.md and the figure from an existing (possibly "
                              "partial) table1.json in --out, running nothing")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the records of the other d in an existing table1.json in "
+                             "--out and add this run's (continue a run cut short)")
     parser.add_argument("--add-theory", action="store_true",
                         help="with --render-only: compute the exact-spectrum diagnostics "
                              "(d <= 32) missing from the JSON")
@@ -386,10 +393,29 @@ def main(argv=None):
                   methods=[dict(key=s.key, label=s.label, method=s.method, options=s.options,
                                 note=s.note) for s in specs])
     out = args.out
-    records = []
+    records, earlier = [], []
+    if args.resume and (out / "table1.json").exists():
+        import json
+
+        old = json.loads((out / "table1.json").read_text())
+        records = [r for r in old["records"] if r["d"] not in dims]
+        earlier = old.get("earlier_runs", []) + [dict(
+            command=old["command"], machine=old["machine"], elapsed_s=old["elapsed_s"],
+            dims=sorted({r["d"] for r in records}))]
+        kept = sorted({r["d"] for r in records})
+        config["minima"] = {**{d: m for d, m in old["config"]["minima"].items()
+                               if int(d) in kept}, **config["minima"]}
+        config["dims"] = sorted(set(kept) | set(dims))
+        known = {m["key"] for m in config["methods"]}
+        config["methods"] += [m for m in old["config"]["methods"] if m["key"] not in known]
+        specs = specs + [C.MethodSpec(m["key"], m["label"], m["method"], m["options"],
+                                      note=m["note"]) for m in old["config"]["methods"]
+                         if m["key"] not in known]
+        C.progress(f"resuming: keeping {len(records)} records for d = {kept}")
+    run_specs = [s for s in specs if args.methods is None or s.key in args.methods]
     start = time.perf_counter()
     tasks = [(d, i, args.seed) for d in dims for i in range(minima_for(d))]
-    for k, recs in enumerate(_run_all(tasks, specs, args.jobs)):
+    for k, recs in enumerate(_run_all(tasks, run_specs, args.jobs)):
         records.extend(recs)
         d, i = recs[0]["d"], recs[0]["minimum"]
         C.progress(f"[{time.perf_counter() - start:7.1f}s] d={d} minimum {i}: " + ", ".join(
@@ -397,16 +423,17 @@ def main(argv=None):
         last_of_d = k + 1 == len(tasks) or tasks[k + 1][0] != d
         if last_of_d:  # write partial results after every d (a long run may be cut short)
             elapsed = time.perf_counter() - start
-            summaries = _summaries(records, specs, dims)
+            summaries = _summaries(records, specs, config["dims"])
             payload = dict(benchmark="table1", command=command, machine=machine, config=config,
-                           elapsed_s=elapsed, summaries=summaries, records=records)
+                           elapsed_s=elapsed, summaries=summaries, records=records,
+                           earlier_runs=earlier)
             C.write_json(out / "table1.json", payload)
     elapsed = time.perf_counter() - start
-    summaries = _summaries(records, specs, dims)
+    summaries = _summaries(records, specs, config["dims"])
     C.write_json(out / "table1.json", dict(benchmark="table1", command=command, machine=machine,
                                            config=config, elapsed_s=elapsed, summaries=summaries,
-                                           records=records))
-    md = _markdown(summaries, specs, config, machine, command, elapsed)
+                                           records=records, earlier_runs=earlier))
+    md = _markdown(summaries, specs, config, machine, command, elapsed, earlier)
     C.write_text(out / "table1.md", md)
     _figure(summaries, specs, out / "table1_fig2.png")
     print(md)
