@@ -274,3 +274,18 @@ def test_json_summary_is_strict_json():
                        method="x", info=info)
     record = estimate_to_dict(est)
     assert record["stderr"] is None and list(record)[:len(FIELDS)] == FIELDS
+
+
+def test_console_script_entry_point(files):
+    import shutil
+
+    exe = shutil.which("lmatrank")
+    if exe is None:
+        pytest.skip("the lmatrank console script is not installed (pip install .)")
+    proc = subprocess.run([exe, "info", str(files["dense"]), "--json"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["shape"] == [40, 40]
+    missing = subprocess.run([exe, "estimate", str(files["dir"] / "absent.npz")],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and missing.stderr.startswith("lmatrank: error: no such file")
