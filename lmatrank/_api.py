@@ -26,7 +26,7 @@ _METHODS: dict[str, object] = {
     "slq": "lmatrank.spectral._slq:slq_rank",
     "sketch": "lmatrank.spectral._sketch:sketch_rank",
 }
-DEFAULT_METHOD = "langevin"
+DEFAULT_METHOD = "auto"
 # options estimate_rank itself consumes (not passed to the method)
 _OWN_OPTIONS = ("check_symmetry", "dtype")
 

@@ -80,7 +80,7 @@ def test_exact_materialises_operators_with_counted_products(psd):
 def test_bad_options(psd, kwargs, exc, match):
     A, _ = psd
     with pytest.raises(exc, match=match):
-        estimate_rank(A, rng=0, **kwargs)
+        estimate_rank(A, rng=0, **{"method": "langevin", "scheme": "em", **kwargs})
 
 
 @pytest.mark.parametrize("bad, exc, match", [
@@ -119,11 +119,11 @@ def test_available_methods_and_registration(psd):
 
 def test_same_rng_same_result(psd):
     A, _ = psd
-    a = estimate_rank(A, rng=123, max_matvecs=3000)
-    b = estimate_rank(A, rng=123, max_matvecs=3000)
-    c = estimate_rank(A, rng=124, max_matvecs=3000)
+    a = estimate_rank(A, method="langevin", rng=123, max_matvecs=3000)
+    b = estimate_rank(A, method="langevin", rng=123, max_matvecs=3000)
+    c = estimate_rank(A, method="langevin", rng=124, max_matvecs=3000)
     assert a.estimate == b.estimate and a.stderr == b.stderr and a.matvecs == b.matvecs
     assert a.estimate != c.estimate
     g1, g2 = np.random.default_rng(5), np.random.default_rng(5)
-    assert estimate_rank(A, rng=g1, max_matvecs=3000).estimate == \
-        estimate_rank(A, rng=g2, max_matvecs=3000).estimate
+    assert estimate_rank(A, method="langevin", rng=g1, max_matvecs=3000).estimate == \
+        estimate_rank(A, method="langevin", rng=g2, max_matvecs=3000).estimate

@@ -22,6 +22,7 @@ from tests._matrices import em_window_mean, random_orthogonal
 
 theory = pytest.importorskip("lmatrank.theory")
 
+EM = dict(method="langevin", scheme="em")  # the estimator whose filter mean theory gives
 HARNESS = settings(max_examples=25, deadline=None, derandomize=True,
                    suppress_health_check=[HealthCheck.too_slow])
 
@@ -88,11 +89,12 @@ def test_estimate_within_stderr_of_the_filtered_rank(problem, container, dtype, 
     A, lam, rank = problem
     M = A.astype(dtype)
     M = {"dense": M, "sparse": sp.csr_array(M), "operator": aslinearoperator(M)}[container]
-    est = estimate_rank(M, rng=seed, max_matvecs=3000, n_chains=16)
+    est = estimate_rank(M, **EM, rng=seed, max_matvecs=3000, n_chains=16)
     if rank == 0:
         assert est.rank == 0 and est.estimate == 0.0
         return
     info = est.info
+    assert not info["squared"]  # PSD input, rounding-level negative Ritz values included
     filtered = em_window_mean(lam, info["eta"], info["burn_in"], info["n_steps"])
     filter_bias = rank - filtered  # from theory: the window's exact mean misses this much
     rounding = 1e-4 * rank if dtype == np.float32 else 1e-9 * rank
@@ -109,7 +111,7 @@ def test_integer_gram_matrices(n, r, seed):
     A = B @ B.T
     truth = np.linalg.matrix_rank(A.astype(float), hermitian=True)
     assert estimate_rank(A, method="exact").rank == truth
-    est = estimate_rank(A, rng=seed, max_matvecs=3000, n_chains=16)
+    est = estimate_rank(A, **EM, rng=seed, max_matvecs=3000, n_chains=16)
     if truth == 0:
         assert est.rank == 0 and est.estimate == 0.0
         return
@@ -122,10 +124,12 @@ def test_integer_gram_matrices(n, r, seed):
 # --- (c) invariances -------------------------------------------------------------------------
 
 @settings(max_examples=15, deadline=None, derandomize=True)
-@given(psd_matrices(max_n=50), st.integers(0, 2**31))
-def test_input_type_and_power_of_two_scaling_invariance(problem, seed):
+@given(psd_matrices(max_n=50), st.integers(0, 2**31),
+       st.sampled_from([EM, dict(method="langevin"), {}]))
+def test_input_type_and_power_of_two_scaling_invariance(problem, seed, options):
+    """Every scheme, and the default method, sees only the operator's products."""
     A, lam, rank = problem
-    runs = [estimate_rank(M, rng=seed, max_matvecs=2000)
+    runs = [estimate_rank(M, **options, rng=seed, max_matvecs=2000)
             for M in (A, sp.csc_array(A), aslinearoperator(A), 4.0 * A)]
     for est in runs[1:]:
         assert est.rank == runs[0].rank
@@ -137,8 +141,9 @@ def test_input_type_and_power_of_two_scaling_invariance(problem, seed):
 def test_permutation_invariance_in_distribution(problem, seed):
     A, lam, rank = problem
     perm = np.random.default_rng(seed).permutation(A.shape[0])
-    a = estimate_rank(A, rng=seed, max_matvecs=3000, n_chains=16)
-    b = estimate_rank(A[np.ix_(perm, perm)], rng=seed + 1, max_matvecs=3000, n_chains=16)
+    a = estimate_rank(A, **EM, rng=seed, max_matvecs=3000, n_chains=16)
+    b = estimate_rank(A[np.ix_(perm, perm)], **EM, rng=seed + 1, max_matvecs=3000,
+                      n_chains=16)
     if rank == 0:
         assert a.estimate == b.estimate == 0.0
         return

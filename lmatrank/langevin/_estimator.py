@@ -42,7 +42,7 @@ from ._kinetic import (BAOAB_STEP_FACTOR, DEFAULT_BAOAB_CHAINS, run_baoab_estima
 __all__ = ["langevin_rank", "DEFAULT_MAX_MATVECS", "PAPER_SETTINGS"]
 
 #: Scheme of ``langevin_rank(scheme=None)`` when no EM-only option is given.
-DEFAULT_SCHEME = "em"
+DEFAULT_SCHEME = "baoab"
 #: Product budget of a default run.
 DEFAULT_MAX_MATVECS = 20_000
 #: Step size as a fraction of the stability limit 2 / lambda_max: eta = 1.9 / lambda_max.
@@ -55,6 +55,17 @@ PAPER_SETTINGS = dict(sigma2=2e-5, eta=1e-4, n_steps=15_000, n_avg=10_000, n_cha
 _MAX_BACKOFFS = 3
 # relative size of a negative Ritz value that makes the input "indefinite"
 _INDEFINITE_RTOL = float(np.sqrt(np.finfo(np.float64).eps))
+
+
+def _looks_indefinite(bounds, scale, dtype):
+    """A negative Ritz value beyond rounding makes the input indefinite.
+
+    Ritz values lie inside the spectrum, so ``ritz_min < 0`` proves a negative
+    eigenvalue up to the rounding of the products: ``1e3 eps(dtype)`` relative
+    (float32 products put PSD matrices' zero eigenvalues near -1e-7 |lambda|_max).
+    """
+    tol = max(_INDEFINITE_RTOL, 1e3 * float(np.finfo(dtype).eps))
+    return bounds["ritz_min"] < -tol * scale
 
 
 def _batch_means_stderr(window):
@@ -226,7 +237,7 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
     if scale == 0.0:
         return _zero_operator_result(op, bounds, be)
     squared = spectrum == "indefinite" or (
-        spectrum == "auto" and bounds["ritz_min"] < -_INDEFINITE_RTOL * scale)
+        spectrum == "auto" and _looks_indefinite(bounds, scale, op.dtype))
 
     user_eta = settings["eta"]
     attempts = []
@@ -412,7 +423,7 @@ def _baoab_rank(op, *, gen, rtol, atol, n_chains, n_steps, n_avg, sigma2, precon
     if scale == 0.0:
         return _zero_operator_result(op, bounds, be)
     squared = spectrum == "indefinite" or (
-        spectrum == "auto" and bounds["ritz_min"] < -_INDEFINITE_RTOL * scale)
+        spectrum == "auto" and _looks_indefinite(bounds, scale, op.dtype))
     c = settings["n_chains"]
     attempts = []
     backoff = 1.0

@@ -108,7 +108,7 @@ def test_estimates_equal_numpy_backend_with_the_shared_stream(stand_in_backend, 
                                                               scheme):
     A, _ = psd_with_rank(np.random.default_rng(2), 80, 30, cond=20.0)
     M = A if make == "dense" else sp.csr_array(A)
-    runs = [estimate_rank(M, rng=CounterStream(17), backend=name, noise=noise, scheme=scheme,
+    runs = [estimate_rank(M, method="langevin", rng=CounterStream(17), backend=name, noise=noise, scheme=scheme,
                           max_matvecs=3000, n_chains=8)
             for name in ("numpy", stand_in_backend)]
     assert runs[0].estimate == runs[1].estimate
@@ -357,7 +357,8 @@ def test_gpu_kernels_match_the_reference(dtype, noise):
 def test_gpu_estimate_matches_numpy_backend():
     cp = _cupy_or_skip()
     A, _ = psd_with_rank(np.random.default_rng(2), 200, 60, cond=20.0)
-    host = estimate_rank(A, rng=CounterStream(3), backend="numpy", max_matvecs=4000)
+    host = estimate_rank(A, method="langevin", rng=CounterStream(3), backend="numpy",
+                         max_matvecs=4000)
     op = as_operator(A, check_symmetry=False)
     backend = CupyBackend()
     trace = backend.run_euler_maruyama(

@@ -86,7 +86,7 @@ def test_estimator_baoab_reports_tuning_and_threshold_curve():
     rng = np.random.default_rng(5)
     U, _ = np.linalg.qr(rng.standard_normal((80, 30)))
     A = U @ np.diag(np.geomspace(1.0, 1e-2, 30)) @ U.T
-    est = estimate_rank(A, rng=0, scheme="baoab", max_matvecs=8000, target_rse=0.02)
+    est = estimate_rank(A, method="langevin", rng=0, scheme="baoab", max_matvecs=8000, target_rse=0.02)
     info = est.info
     assert info["scheme"] == "baoab"
     assert info["h"] ** 2 * info["lambda_max"] < 4.0
@@ -101,10 +101,10 @@ def test_estimator_baoab_reports_tuning_and_threshold_curve():
 
 def test_sequential_stopping_saves_products_and_budget_end_warns():
     A = np.diag(np.r_[np.linspace(1.0, 2.0, 40), np.zeros(40)])
-    loose = estimate_rank(A, rng=0, scheme="baoab", max_matvecs=20000, target_rse=0.02)
+    loose = estimate_rank(A, method="langevin", rng=0, scheme="baoab", max_matvecs=20000, target_rse=0.02)
     assert loose.converged and loose.matvecs < 20000
     with pytest.warns(ConvergenceWarning, match="target_rse"):
-        tight = estimate_rank(A, rng=0, scheme="baoab", max_matvecs=1200, target_rse=1e-5)
+        tight = estimate_rank(A, method="langevin", rng=0, scheme="baoab", max_matvecs=1200, target_rse=1e-5)
     assert not tight.converged
 
 
@@ -112,7 +112,7 @@ def test_indefinite_input_runs_on_the_square():
     A = np.diag(np.r_[np.linspace(1.0, 3.0, 15), -np.linspace(1.0, 2.0, 10), np.zeros(15)])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        est = estimate_rank(A, rng=1, scheme="baoab", max_matvecs=6000)
+        est = estimate_rank(A, method="langevin", rng=1, scheme="baoab", max_matvecs=6000)
     assert est.info["squared"]
     assert abs(est.estimate - 25) <= 5 * est.stderr + 0.5
 
@@ -120,12 +120,12 @@ def test_indefinite_input_runs_on_the_square():
 def test_bad_baoab_options_are_refused():
     A = np.diag([1.0, 2.0, 0.0])
     with pytest.raises(ValueError, match="scheme must be"):
-        estimate_rank(A, scheme="leapfrog")
+        estimate_rank(A, method="langevin", scheme="leapfrog")
     with pytest.raises(ValueError, match="apply to scheme='em'"):
-        estimate_rank(A, scheme="baoab", eta=0.1)
+        estimate_rank(A, method="langevin", scheme="baoab", eta=0.1)
     with pytest.raises(ValueError, match="apply to scheme='baoab'"):
-        estimate_rank(A, scheme="em", friction=0.1)
+        estimate_rank(A, method="langevin", scheme="em", friction=0.1)
     with pytest.raises(ValueError, match="target_rse"):
-        estimate_rank(A, scheme="baoab", target_rse=-1.0)
+        estimate_rank(A, method="langevin", scheme="baoab", target_rse=-1.0)
     with pytest.raises(DivergenceError, match="unstable"):
-        estimate_rank(A, scheme="baoab", h=3.0)
+        estimate_rank(A, method="langevin", scheme="baoab", h=3.0)

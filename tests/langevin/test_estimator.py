@@ -10,6 +10,8 @@ from tests._matrices import em_window_mean, psd_with_rank, random_orthogonal, \
     symmetric_with_spectrum
 
 BUDGET = 6000
+# the tests of the Euler–Maruyama estimator (exact filter means from theory)
+EM = dict(method="langevin", scheme="em")
 
 
 def check_unbiased(est, eigenvalues, n_sigma=5.0):
@@ -26,7 +28,7 @@ def check_unbiased(est, eigenvalues, n_sigma=5.0):
 @pytest.mark.parametrize("noise", ["rademacher", "gaussian"])
 def test_corrected_estimate_is_unbiased_for_the_window(seed, noise):
     A, lam = psd_with_rank(np.random.default_rng(seed), 60, 25, cond=30.0)
-    est = estimate_rank(A, rng=seed, noise=noise, max_matvecs=BUDGET, n_chains=16)
+    est = estimate_rank(A, **EM, rng=seed, noise=noise, max_matvecs=BUDGET, n_chains=16)
     expected = check_unbiased(est, lam)
     assert abs(expected - 25) < 0.05  # the window is past the burn-in for cond 30
     assert est.rank == 25
@@ -47,7 +49,7 @@ def test_preconditioned_run_is_unbiased(kind):
         similar = L.T @ A @ L
     lam = np.linalg.eigvalsh(similar)
     lam[np.abs(lam) < 1e-10 * lam.max()] = 0.0
-    est = estimate_rank(A, rng=1, preconditioner=G, max_matvecs=BUDGET, n_chains=16)
+    est = estimate_rank(A, **EM, rng=1, preconditioner=G, max_matvecs=BUDGET, n_chains=16)
     check_unbiased(est, lam)
     assert est.rank == 15
 
@@ -57,8 +59,8 @@ def test_uncorrected_observable_has_the_paper_bias():
     A, lam = psd_with_rank(np.random.default_rng(3), 30, 10, cond=3.0)
     eta = 1.5 / lam.max()
     common = dict(rng=2, eta=eta, n_steps=400, n_avg=300, n_chains=64)
-    raw = estimate_rank(A, corrected=False, **common)
-    fixed = estimate_rank(A, corrected=True, **common)
+    raw = estimate_rank(A, **EM, corrected=False, **common)
+    fixed = estimate_rank(A, **EM, corrected=True, **common)
     nz = lam[lam > 0]
     a2 = (1 - eta * nz) ** 2
     k = np.arange(100, 400)[:, None]
@@ -72,7 +74,7 @@ def test_indefinite_input_runs_on_the_square():
     rng = np.random.default_rng(11)
     eig = np.concatenate([np.geomspace(1, 5, 20), -np.geomspace(1, 5, 10), np.zeros(20)])
     A, lam = symmetric_with_spectrum(rng, eig)
-    est = estimate_rank(A, rng=0, max_matvecs=BUDGET, n_chains=16)
+    est = estimate_rank(A, **EM, rng=0, max_matvecs=BUDGET, n_chains=16)
     assert est.info["squared"]
     check_unbiased(est, lam ** 2)
     assert est.rank == 30
@@ -82,13 +84,13 @@ def test_forced_psd_mode_on_indefinite_input_raises_instead_of_returning():
     eig = np.concatenate([np.ones(5), -np.ones(5)])
     A, _ = symmetric_with_spectrum(np.random.default_rng(0), eig)
     with pytest.raises(DivergenceError, match="diverged"):
-        estimate_rank(A, rng=0, spectrum="psd", eta=0.5, n_steps=3000, n_chains=2)
+        estimate_rank(A, **EM, rng=0, spectrum="psd", eta=0.5, n_steps=3000, n_chains=2)
 
 
 def test_too_large_eta_never_returns_a_number():
     A, lam = psd_with_rank(np.random.default_rng(0), 30, 10, cond=10.0)
     with pytest.raises(DivergenceError, match="unstable"):
-        estimate_rank(A, rng=0, eta=2.5 / lam.max())
+        estimate_rank(A, **EM, rng=0, eta=2.5 / lam.max())
 
 
 def test_automatic_step_backs_off_when_lambda_max_is_underestimated(monkeypatch):
@@ -96,7 +98,7 @@ def test_automatic_step_backs_off_when_lambda_max_is_underestimated(monkeypatch)
 
     A, lam = psd_with_rank(np.random.default_rng(4), 30, 10, cond=10.0)
     monkeypatch.setattr(_estimator, "STEP_FACTOR", 2.6)  # deliberately unstable first try
-    est = estimate_rank(A, rng=0, spectrum="psd", max_matvecs=8000)
+    est = estimate_rank(A, **EM, rng=0, spectrum="psd", max_matvecs=8000)
     assert len(est.info["backoffs"]) >= 1
     assert est.info["eta"] * lam.max() < 2
     assert abs(est.estimate - 10) < 5 * est.stderr + 0.1
@@ -104,7 +106,7 @@ def test_automatic_step_backs_off_when_lambda_max_is_underestimated(monkeypatch)
 
 def test_input_types_give_the_same_result():
     A, _ = psd_with_rank(np.random.default_rng(5), 50, 20)
-    runs = [estimate_rank(M, rng=9, max_matvecs=3000)
+    runs = [estimate_rank(M, **EM, rng=9, max_matvecs=3000)
             for M in (A, sp.csr_array(A), sp.coo_matrix(A), aslinearoperator(A))]
     for est in runs[1:]:
         assert est.rank == runs[0].rank and est.matvecs == runs[0].matvecs
@@ -113,8 +115,8 @@ def test_input_types_give_the_same_result():
 
 def test_scaling_by_a_power_of_two_is_exactly_invisible():
     A, _ = psd_with_rank(np.random.default_rng(6), 40, 15)
-    a = estimate_rank(A, rng=3, max_matvecs=3000)
-    b = estimate_rank(4.0 * A, rng=3, max_matvecs=3000)
+    a = estimate_rank(A, **EM, rng=3, max_matvecs=3000)
+    b = estimate_rank(4.0 * A, **EM, rng=3, max_matvecs=3000)
     assert a.estimate == b.estimate and a.stderr == b.stderr
     assert b.info["eta"] == a.info["eta"] / 4
 
@@ -125,29 +127,30 @@ def test_permutation_and_orthogonal_similarity_invariance(seed):
     A, _ = psd_with_rank(rng, 50, 20, cond=20.0)
     perm = rng.permutation(50)
     Q = random_orthogonal(rng, 50)
-    base = estimate_rank(A, rng=seed, max_matvecs=BUDGET, n_chains=16)
+    base = estimate_rank(A, **EM, rng=seed, max_matvecs=BUDGET, n_chains=16)
     for M in (A[np.ix_(perm, perm)], Q @ A @ Q.T):
-        other = estimate_rank((M + M.T) / 2, rng=seed + 100, max_matvecs=BUDGET, n_chains=16)
+        other = estimate_rank((M + M.T) / 2, **EM, rng=seed + 100, max_matvecs=BUDGET, n_chains=16)
         assert abs(other.estimate - base.estimate) <= 5 * np.hypot(base.stderr, other.stderr)
 
 
 def test_float32_input_matches_float64_within_stderr():
     A, _ = psd_with_rank(np.random.default_rng(8), 50, 20, cond=10.0)
-    e64 = estimate_rank(A, rng=1, max_matvecs=BUDGET, n_chains=16)
-    e32 = estimate_rank(A.astype(np.float32), rng=2, max_matvecs=BUDGET, n_chains=16)
+    e64 = estimate_rank(A, **EM, rng=1, max_matvecs=BUDGET, n_chains=16)
+    e32 = estimate_rank(A.astype(np.float32), **EM, rng=2, max_matvecs=BUDGET, n_chains=16)
     assert e32.info["rank_curve"].dtype == np.float64
     assert abs(e32.estimate - e64.estimate) <= 5 * np.hypot(e32.stderr, e64.stderr)
 
 
-def test_zero_matrix_has_rank_zero():
-    est = estimate_rank(np.zeros((10, 10)), rng=0)
+@pytest.mark.parametrize("options", [EM, dict(method="langevin"), {}])
+def test_zero_matrix_has_rank_zero(options):
+    est = estimate_rank(np.zeros((10, 10)), **options, rng=0)
     assert est.rank == 0 and est.estimate == 0.0 and est.converged
 
 
 def test_paper_mode_settings_and_accounting():
     A, _ = psd_with_rank(np.random.default_rng(0), 20, 5, cond=5.0)
     A *= 1e3  # keep eta = 1e-4 stable and fast-mixing: lambda in [1e3, 5e3]
-    est = estimate_rank(A, rng=0, paper=True, n_steps=1500, n_avg=1000)
+    est = estimate_rank(A, **EM, rng=0, paper=True, n_steps=1500, n_avg=1000)
     info = est.info
     assert (info["noise"], info["corrected"], info["n_chains"]) == ("gaussian", False, 1)
     assert (info["eta"], info["sigma2"], info["n_steps"], info["n_avg"]) == (1e-4, 2e-5, 1500, 1000)
@@ -158,7 +161,7 @@ def test_paper_mode_settings_and_accounting():
 
 def test_info_reports_resolution_and_drift():
     A, lam = psd_with_rank(np.random.default_rng(1), 40, 10, cond=10.0)
-    est = estimate_rank(A, rng=0, max_matvecs=4000)
+    est = estimate_rank(A, **EM, rng=0, max_matvecs=4000)
     info = est.info
     assert est.threshold == info["resolution"] > 0
     # the reported resolution is half counted at the start of the window
@@ -169,12 +172,12 @@ def test_info_reports_resolution_and_drift():
 
 def test_rtol_sets_the_burn_in_that_resolves_the_threshold():
     A, lam = psd_with_rank(np.random.default_rng(2), 60, 20, cond=1e3)
-    est = estimate_rank(A, rng=0, rtol=1e-2, max_matvecs=20000)
+    est = estimate_rank(A, **EM, rng=0, rtol=1e-2, max_matvecs=20000)
     info = est.info
     tau = 1e-2 * lam.max()
     assert (1 - info["eta"] * tau) ** (2 * info["burn_in"]) <= 1.01e-3
     with pytest.warns(RuntimeWarning, match="budget too small"):
-        small = estimate_rank(A, rng=0, rtol=1e-4, max_matvecs=3000)
+        small = estimate_rank(A, **EM, rng=0, rtol=1e-4, max_matvecs=3000)
     assert not small.converged
 
 
