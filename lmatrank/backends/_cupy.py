@@ -596,7 +596,7 @@ class CupyBackend:
             if k + 1 - checked >= check_every or k == n_steps - 1:
                 chunk = self.asnumpy(trace[checked:k + 1])
                 host[checked:k + 1] = chunk
-                bad = ~(chunk.max(axis=1) < blowup) | ~np.isfinite(chunk.min(axis=1))
+                bad = ~((chunk.max(axis=1) < blowup) & (chunk.min(axis=1) > -blowup))
                 if bad.any():
                     first = int(np.argmax(bad))
                     raise DivergedRun(checked + first, float(chunk[first].max()))

@@ -72,6 +72,11 @@ def run_euler_maruyama(op, backend, *, n_chains, n_steps, eta, sigma2, precond, 
         When an observable is non-finite or exceeds `blowup` (default
         ``100 n + 1000``: a stable run's observable stays near ``rank <= n``).
     """
+    device_run = getattr(backend, "run_euler_maruyama", None)
+    if device_run is not None:  # e.g. the CuPy backend keeps chains and trace on the device
+        return device_run(op, n_chains=n_chains, n_steps=n_steps, eta=eta, sigma2=sigma2,
+                          precond=precond, noise=noise, gen=gen, corrected=corrected,
+                          blowup=blowup, progress=progress, burn_in=burn_in, budget=budget)
     n = op.n
     if blowup is None:
         blowup = 100.0 * n + 1000.0

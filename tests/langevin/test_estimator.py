@@ -208,3 +208,17 @@ def test_acceptance_sparse_kronecker_rank_84():
     est = estimate_rank(K, rng=19)
     assert est.matvecs <= 20000
     assert abs(est.estimate - 84) <= 1 and abs(est.estimate - 84) <= 5 * est.stderr + 0.5
+
+
+@pytest.mark.parametrize("corrected", [True, False])
+def test_unstable_em_run_is_caught_whichever_sign_the_observable_takes(corrected):
+    """With eta lambda_max > 2 the corrected observable runs to -inf, the raw one to +inf."""
+    from lmatrank.backends import NumpyBackend
+    from lmatrank.langevin._dynamics import DivergedRun, run_euler_maruyama
+    from lmatrank.operators import as_operator, as_preconditioner
+
+    op = as_operator(np.diag([1.0, 10.0, 0.0]), check_symmetry=False)
+    with pytest.raises(DivergedRun):
+        run_euler_maruyama(op, NumpyBackend(), n_chains=2, n_steps=400, eta=0.25, sigma2=1.0,
+                           precond=as_preconditioner(None, 3), noise="rademacher",
+                           gen=np.random.default_rng(0), corrected=corrected)
