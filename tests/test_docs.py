@@ -21,10 +21,7 @@ PACKAGE_DIR = Path(lmatrank.__file__).parent
 OPTIONAL_DEPENDENCIES = ("torch", "cupy", "matplotlib", "tqdm")
 # Known gaps, reported to their owners (issue #8); the tests fail on any NEW gap, and a
 # strict xfail turns red once a listed doctest passes, so the list only shrinks.
-KNOWN_DOCTEST_FAILURES = {
-    "lmatrank.torch": "ModelLoss example: HessianOperator.matmat raises 'ZeroTensors are "
-                      "immutable' inside torch.func.jvp(grad) during the symmetry probe",
-}
+KNOWN_DOCTEST_FAILURES = {}  # module name -> reason (none at present)
 KNOWN_WITHOUT_EXAMPLE = {
     "lmatrank.ConvergenceWarning", "lmatrank.DivergenceError", "lmatrank.available_methods",
     "lmatrank.register_method",
