@@ -33,7 +33,7 @@ import numpy as np
 
 from . import __version__
 from ._api import _resolve, available_methods, estimate_rank
-from ._errors import DivergenceError
+from ._errors import BudgetError, DivergenceError
 
 __all__ = ["load_matrix", "default_problem", "main", "summarize_info", "estimate_to_dict"]
 
@@ -453,9 +453,7 @@ def _run_info(args, matrix, *, out):
 
 def _is_budget_failure(exc):
     """A budget too small to produce any answer (exit 1, not a usage error)."""
-    if type(exc).__name__ in ("BudgetError", "BudgetExhaustedError"):
-        return True
-    return isinstance(exc, ValueError) and str(exc).startswith("max_matvecs=")
+    return isinstance(exc, BudgetError)
 
 
 def main(argv=None, *, prog="lmatrank"):

@@ -74,7 +74,7 @@ def test_exact_materialises_operators_with_counted_products(psd):
     (dict(noise="pink"), ValueError, "noise must be 'rademacher' or 'gaussian'"),
     (dict(spectrum="odd"), ValueError, "spectrum must be"),
     (dict(backend="fortran"), ValueError, "unknown backend 'fortran'"),
-    (dict(max_matvecs=30, n_chains=8), ValueError, "leaves room for only"),
+    (dict(max_matvecs=30, n_chains=8), lmatrank.BudgetError, "leaves room for only"),
     (dict(max_matvecs=500, n_steps=100, n_chains=8), ValueError, "exceeds max_matvecs=500"),
 ])
 def test_bad_options(psd, kwargs, exc, match):

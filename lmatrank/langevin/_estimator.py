@@ -29,7 +29,7 @@ import warnings
 
 import numpy as np
 
-from .._errors import ConvergenceWarning, DivergenceError
+from .._errors import BudgetError, ConvergenceWarning, DivergenceError
 from .._progress import make_progress
 from .._result import RankEstimate
 from ..backends import get_backend
@@ -323,7 +323,7 @@ def _plan(settings, eta, max_matvecs, spent, products_per_step, rtol, atol, lam_
     if n_steps is None:
         n_steps = (max_matvecs - spent) // (c * products_per_step)
         if n_steps < 4:
-            raise ValueError(
+            raise BudgetError(
                 f"max_matvecs={max_matvecs} leaves room for only {max(n_steps, 0)} steps of "
                 f"{c} chains after {spent} products for the symmetry check and Lanczos; raise max_matvecs or lower n_chains")
     elif max_matvecs is not None and spent + n_steps * c * products_per_step > max_matvecs:
@@ -453,7 +453,7 @@ def _baoab_rank(op, *, gen, rtol, atol, n_chains, n_steps, n_avg, sigma2, precon
         else:
             max_steps = (max_matvecs - op.matvecs) // (c * pps)
             if max_steps < 8:
-                raise ValueError(
+                raise BudgetError(
                     f"max_matvecs={max_matvecs} leaves room for only {max(max_steps, 0)} steps of "
                     f"{c} chains after {op.matvecs} products for the symmetry check and Lanczos; "
                     "raise max_matvecs or lower n_chains")
