@@ -131,6 +131,20 @@ def _sparse_bytes(M, b, itemsize):
     return matrix + 2 * M.shape[0] * b * itemsize
 
 
+def lambda_max_bound(op):
+    """An upper bound of lambda_max: Gershgorin for matrices, padded power iteration otherwise."""
+    if op.kind == "sparse":
+        return float(abs(op.matrix).sum(axis=1).max())
+    if op.kind == "dense":
+        return float(np.abs(op.matrix).sum(axis=1).max())
+    x = np.random.default_rng(0).standard_normal((op.n, 1))
+    for _ in range(30):
+        y = op.matrix.matmat(x.astype(op.dtype)).astype(np.float64)
+        lam = float(np.linalg.norm(y))
+        x = y / lam
+    return 1.5 * lam
+
+
 def time_family(family, A, kind, dtype, widths, reps, rng, log):
     """All timings of one operator in one dtype; returns a list of records."""
     records = []
@@ -140,7 +154,7 @@ def time_family(family, A, kind, dtype, widths, reps, rng, log):
     ref = NumpyBackend()
     numba_be = get_backend("numba")
     numba_be.reorder = False  # the timed kernels run in the given order
-    eta = 0.1
+    eta = 1.0 / lambda_max_bound(op)  # stable: the timed states stay finite
     kw = dict(eta=eta, noise_std=math.sqrt(eta), precond=precond, noise="rademacher")
     M = op.matrix if kind == "sparse" else None
     for b in widths:
@@ -171,7 +185,8 @@ def time_family(family, A, kind, dtype, widths, reps, rng, log):
         p = theta0.copy()
 
         def numba_baoab():
-            q[0], _ = numba_be.baoab_step(op, q[0], p, h=0.5, friction=0.5, temperature=0.5,
+            q[0], _ = numba_be.baoab_step(op, q[0], p, h=math.sqrt(eta), friction=0.5,
+                                          temperature=0.5,
                                           precond=precond, noise="rademacher", gen=gen)
 
         rec["numba_baoab"], _ = median_time(numba_baoab, reps)
