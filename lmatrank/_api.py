@@ -35,6 +35,20 @@ def register_method(name, func):
     """Register ``func(op, *, rtol, atol, rng, **options)`` as ``method=name``.
 
     `func` may be a callable or a ``"module:function"`` string imported on first use.
+    Its keyword-only parameters are the options ``estimate_rank`` accepts for it.
+
+    Examples
+    --------
+    >>> import numpy as np, lmatrank
+    >>> def trace_rank(op, *, rtol=None, atol=None, rng=None):
+    ...     # the rank of an orthogonal projector is its trace
+    ...     d = np.diag(op.todense())
+    ...     return lmatrank.RankEstimate(rank=int(round(d.sum())), estimate=float(d.sum()),
+    ...                                  stderr=0.0, threshold=0.5, matvecs=op.matvecs,
+    ...                                  method="projector-trace")
+    >>> lmatrank.register_method("projector-trace", trace_rank)
+    >>> lmatrank.estimate_rank(np.diag([1.0, 1.0, 0.0]), method="projector-trace").rank
+    2
     """
     if not isinstance(name, str) or not name:
         raise TypeError("method name must be a non-empty string")
@@ -42,7 +56,14 @@ def register_method(name, func):
 
 
 def available_methods():
-    """Names accepted by ``estimate_rank(method=...)``."""
+    """Names accepted by ``estimate_rank(method=...)``.
+
+    Examples
+    --------
+    >>> import lmatrank
+    >>> {"auto", "langevin", "exact", "chebyshev", "sketch"} <= set(lmatrank.available_methods())
+    True
+    """
     return sorted(_METHODS)
 
 

@@ -8,6 +8,15 @@ class DivergenceError(ArithmeticError):
 
     Raised instead of returning a number the run cannot stand behind. The
     message says what was tried (step sizes, back-offs).
+
+    Examples
+    --------
+    >>> import numpy as np, lmatrank
+    >>> try:  # eta * lambda_max = 5 > 2: Euler-Maruyama is unstable
+    ...     lmatrank.estimate_rank(np.diag([5.0, 1.0]), method="langevin", eta=1.0)
+    ... except lmatrank.DivergenceError as exc:
+    ...     print("refused:", str(exc).split(":")[0])
+    refused: eta=1 is unstable
     """
 
 
@@ -28,7 +37,19 @@ class BudgetError(ValueError):
 
 
 class ConvergenceWarning(RuntimeWarning):
-    """A method stopped before its stopping rule was met (``converged=False``)."""
+    """A method stopped before its stopping rule was met (``converged=False``).
+
+    Examples
+    --------
+    >>> import warnings, numpy as np, lmatrank
+    >>> A = np.diag(np.geomspace(1e-4, 1.0, 30))
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     est = lmatrank.estimate_rank(A, method="langevin", scheme="em", rtol=1e-4,
+    ...                                  max_matvecs=2000, rng=0)
+    >>> est.converged, any(issubclass(w.category, lmatrank.ConvergenceWarning) for w in caught)
+    (False, True)
+    """
 
 
 BudgetWarning = ConvergenceWarning

@@ -30,12 +30,29 @@ __all__ += ["CounterStream", "CupyBackend", "device_host_apply", "device_namespa
 
 
 def register_backend(name, factory):
-    """Make ``backend=name`` available; ``factory()`` returns the backend or raises ImportError."""
+    """Make ``backend=name`` available; ``factory()`` returns the backend or raises ImportError.
+
+    Examples
+    --------
+    >>> from lmatrank.backends import NumpyBackend, get_backend, register_backend
+    >>> class LoggingBackend(NumpyBackend):
+    ...     name = "logging-numpy"
+    >>> register_backend("logging-numpy", LoggingBackend)
+    >>> get_backend("logging-numpy").name
+    'logging-numpy'
+    """
     _FACTORIES[name] = factory
 
 
 def available_backends():
-    """Names of the backends that can be instantiated here."""
+    """Names of the backends that can be instantiated here.
+
+    Examples
+    --------
+    >>> from lmatrank.backends import available_backends
+    >>> "numpy" in available_backends()
+    True
+    """
     names = []
     for name, factory in _FACTORIES.items():
         try:
@@ -55,6 +72,16 @@ def get_backend(name=None, op=None):
         None picks the fastest available backend for `op`'s array namespace.
     op : CountingOperator, optional
         The operator the backend will drive.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lmatrank.backends import get_backend
+    >>> from lmatrank.operators import as_operator
+    >>> get_backend("numpy").name
+    'numpy'
+    >>> get_backend(None, as_operator(np.eye(3))).name in ("numba", "numpy")  # host input
+    True
     """
     if name is None and op is not None and operator_device_namespace(op) is not None:
         # device input: never copy it to the host behind the user's back

@@ -160,6 +160,17 @@ def device_host_apply(A):
     dynamics on the CuPy backend never use it. cupy/torch are imported on first
     use, so wrapping a device object is free; a device input on a machine
     without a usable cupy fails on its first product with a ValueError.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lmatrank.backends import device_host_apply
+    >>> class FakeCupyMatrix:          # anything from the cupy namespace counts as a device input
+    ...     __module__ = "cupy"
+    ...     shape = (2, 2)
+    >>> apply = device_host_apply(FakeCupyMatrix())   # lazy: nothing imported or moved yet
+    >>> callable(apply)
+    True
     """
     space = device_namespace(A)
     apply = A.matmat if hasattr(A, "matmat") else (lambda X: A @ X)

@@ -71,6 +71,21 @@ def run_euler_maruyama(op, backend, *, n_chains, n_steps, eta, sigma2, precond, 
     DivergedRun
         When an observable is non-finite or exceeds `blowup` (default
         ``100 n + 1000``: a stable run's observable stays near ``rank <= n``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lmatrank.backends import NumpyBackend
+    >>> from lmatrank.langevin import run_euler_maruyama
+    >>> from lmatrank.operators import as_operator, as_preconditioner
+    >>> op = as_operator(np.diag([1.0, 0.5, 0.0]), check_symmetry=False)
+    >>> trace = run_euler_maruyama(op, NumpyBackend(), n_chains=64, n_steps=300, eta=1.0,
+    ...                            sigma2=1.0, precond=as_preconditioner(None, 3),
+    ...                            noise="rademacher", gen=np.random.default_rng(0))
+    >>> trace.shape, float(trace[0, 0])          # theta_0 = 0
+    ((300, 64), 0.0)
+    >>> bool(abs(trace[100:].mean() - 2.0) < 0.1)  # rank 2 (corrected observable)
+    True
     """
     device_run = getattr(backend, "run_euler_maruyama", None)
     if device_run is not None:  # e.g. the CuPy backend keeps chains and trace on the device

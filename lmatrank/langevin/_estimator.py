@@ -198,6 +198,18 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
         half of the window minus the first half: a significantly positive value
         means slow modes are still being counted — a filter bias the stderr does
         not include), ``backoffs`` and ``backend``.
+
+    Examples
+    --------
+    >>> import numpy as np, lmatrank
+    >>> A = np.diag(np.r_[np.geomspace(1.0, 10.0, 20), np.zeros(30)])      # rank 20
+    >>> em = lmatrank.estimate_rank(A, method="langevin", scheme="em", rng=0)
+    >>> em.rank, bool(abs(em.estimate - 20) < 5 * em.stderr + 0.05)
+    (20, True)
+    >>> paper = lmatrank.estimate_rank(1e3 * A, method="langevin", paper=True, rng=0,
+    ...                                n_steps=3000, n_avg=2000)          # Algorithm 1
+    >>> paper.info["corrected"], paper.info["noise"], paper.info["eta"]
+    (False, 'gaussian', 0.0001)
     """
     gen = np.random.default_rng(rng)
     n = op.n

@@ -132,6 +132,15 @@ class SquaredOperator(CountingOperator):
 
     Used to count the rank of an indefinite symmetric ``S``: ``rank(S) =
     rank(S**2)`` and ``S**2`` is positive semi-definite.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lmatrank.operators import SquaredOperator, as_operator
+    >>> base = as_operator(np.diag([2.0, -3.0]), check_symmetry=False)
+    >>> sq = SquaredOperator(base)
+    >>> sq.matmat(np.ones((2, 1))).ravel(), base.matvecs
+    (array([4., 9.]), 2)
     """
 
     def __init__(self, base: CountingOperator):
@@ -296,6 +305,17 @@ def check_symmetric(op: CountingOperator, *, rng=None, n_probes=3, rtol=None):
     ------
     ValueError
         If `op` is detectably non-symmetric or returns non-finite values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lmatrank.operators import as_operator, check_symmetric
+    >>> bool(check_symmetric(as_operator(np.eye(4), check_symmetry=False), rng=0) < 1e-12)
+    True
+    >>> check_symmetric(as_operator(np.triu(np.ones((4, 4))), check_symmetry=False), rng=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: matrix is not symmetric: ...
     """
     rng = np.random.default_rng(rng)
     k = min(n_probes, op.n)

@@ -80,6 +80,19 @@ def as_preconditioner(G, n, dtype=np.float64) -> Preconditioner:
         that is not symmetric positive definite.
     TypeError
         Unsupported type.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lmatrank.operators import as_preconditioner
+    >>> G = as_preconditioner(np.array([[4.0, 2.0], [2.0, 2.0]]), 2)   # Cholesky factor L
+    >>> L = G.apply_factor(np.eye(2))
+    >>> np.allclose(L @ L.T, [[4.0, 2.0], [2.0, 2.0]]), G.name
+    (True, 'dense')
+    >>> as_preconditioner(np.array([1.0, -1.0]), 2)
+    Traceback (most recent call last):
+    ...
+    ValueError: diagonal preconditioner must be strictly positive
     """
     if G is None:
         return _identity(n)

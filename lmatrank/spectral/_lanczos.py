@@ -21,7 +21,17 @@ __all__ = ["LanczosResult", "lanczos", "lanczos_extremes", "BatchedLanczosResult
 
 @dataclass
 class LanczosResult:
-    """Tridiagonal factorisation ``Q^T A Q = T`` from Lanczos."""
+    """Tridiagonal factorisation ``Q^T A Q = T`` from Lanczos (see :func:`lanczos`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lmatrank.spectral import lanczos
+    >>> A = np.diag([1.0, 2.0, 3.0])
+    >>> res = lanczos(lambda X: A @ X, np.ones(3), 3)
+    >>> np.round(res.ritz()[0], 12)
+    array([1., 2., 3.])
+    """
 
     alpha: np.ndarray
     beta: np.ndarray
@@ -57,6 +67,19 @@ def lanczos(apply, v0, n_steps, *, keep_basis=False, reorthogonalize=True):
     Returns
     -------
     LanczosResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lmatrank.spectral import lanczos
+    >>> A = np.diag(np.arange(1.0, 101.0))
+    >>> res = lanczos(lambda X: A @ X, np.ones(100), 20, keep_basis=True)
+    >>> Q = res.basis
+    >>> bool(np.allclose(Q.T @ Q, np.eye(20)))            # reorthogonalised basis
+    True
+    >>> T = np.diag(res.alpha) + np.diag(res.beta[:19], 1) + np.diag(res.beta[:19], -1)
+    >>> bool(np.allclose(Q.T @ A @ Q, T))
+    True
     """
     n = v0.shape[0]
     n_steps = int(min(n_steps, n))
@@ -148,6 +171,17 @@ class BatchedLanczosResult:
         when the probe's Krylov space is invariant and its quadrature exact).
     basis : ndarray, shape (n_probes, n, m) or None
         Lanczos vectors (kept when reorthogonalising).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lmatrank.spectral import batched_lanczos
+    >>> A = np.diag(np.arange(1.0, 31.0))
+    >>> V = np.random.default_rng(0).standard_normal((30, 3))
+    >>> res = batched_lanczos(lambda X: A @ X, V, 30)
+    >>> theta, _ = res.ritz(0)
+    >>> bool(np.allclose(theta, np.arange(1.0, 31.0)))   # full Krylov space: exact
+    True
     """
 
     alpha: np.ndarray
