@@ -4,24 +4,40 @@ In the spirit of M. Meier and Y. Nakatsukasa, "Fast randomized numerical
 rank estimation for numerically low-rank matrices", Linear Algebra Appl. 686
 (2024): the rank is read from a random sketch whose width grows in blocks
 until the sketch itself is visibly rank deficient, i.e. until it holds at
-least ``oversample`` directions below the threshold. For symmetric ``S`` the
-sketch also gives eigenvalue estimates with signs at no further product:
-with ``Q`` an orthonormal basis of the numerical range of ``Y``, the
-single-pass Rayleigh–Ritz (Halko, Martinsson & Tropp 2011, §5.5)
+least ``oversample`` directions fewer than columns.
 
-    X (Q^T Omega) = Q^T Y   (least squares),   S ~ Q sym(X) Q^T
+The sketch is kept *incrementally* (:class:`GrowingSketch`): each new block
+``Y_b = S Omega_b`` is orthogonalised against the current basis ``Q`` of the
+sketch's numerical range by block classical Gram–Schmidt, applied twice
+("twice is enough"), and only the directions of its remainder above
+``n eps |Y|_2`` extend ``Q``. The number of columns of ``Q`` is the sketch's
+numerical rank, so the per-block stopping test costs nothing beyond the
+orthogonalisation (``O(n m b)`` flops for a block of ``b`` columns against
+``m`` basis vectors — never a refactorisation of the whole sketch). ``Y`` and
+``Omega`` are not stored: ``Y = Q C`` is kept through its coefficients ``C``,
+and ``Omega`` is regenerated block by block from per-block seeds (or kept when
+the memory budget allows).
 
-recovers ``Q^T S Q``; its eigenvalues are counted against
-``max(atol, rtol * |lambda|_max)``. For an exactly rank-``r`` ``S`` and a
-Gaussian ``Omega`` with more than ``r`` columns, ``range(Y) = range(S)`` with
-probability one and the count is exact.
+For symmetric ``S`` the eigenvalues, with signs, come from the single-pass
+Rayleigh–Ritz step (Halko, Martinsson & Tropp 2011, §5.5)
 
-Cost: the products (the final width ``k``) plus ``O(n k^2)`` flops per growth
-step; memory ``~ 3 n k`` floats, checked against ``max_memory`` before each
-block.
+    X (Q^T Omega) = Q^T Y = C   (least squares),   S ~ Q sym(X) Q^T,
+
+computed only when needed (at the end, and at geometrically spaced widths
+when ``rtol``/``atol`` may stop the growth earlier); its eigenvalues are
+counted against ``max(atol, rtol * |lambda|_max)``. For an exactly rank-``r``
+``S`` and a Gaussian ``Omega`` with more than ``r`` columns,
+``range(Y) = range(S)`` with probability one and the count is exact.
+
+Cost for a final width ``k``: ``k`` products, about ``7 n k^2 + 6 k^3`` flops
+(:func:`sketch_flops`) and ``8 (n k + 3 n b + 3 k^2)`` bytes
+(:func:`sketch_bytes`, ``b`` the largest block), checked against
+``max_memory`` before each block.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import scipy.linalg
@@ -29,23 +45,149 @@ import scipy.linalg
 from .._result import RankEstimate
 from ._common import check_int, check_positive
 
-__all__ = ["sketch_rank"]
+__all__ = ["GrowingSketch", "sketch_bytes", "sketch_flops", "sketch_rank"]
 
 
-def _sketch_eigenvalues(Y, Omega, sketch_tol):
-    """Eigenvalue estimates of S from Y = S Omega (float64), and the sketch's singular values."""
-    Qy, R = scipy.linalg.qr(Y, mode="economic", check_finite=False)
-    U, sv, _ = scipy.linalg.svd(R, check_finite=False)
-    if sv.size == 0 or sv[0] == 0:
-        return np.zeros(0), sv
-    keep = int(np.sum(sv > sketch_tol * sv[0]))
-    Q = Qy @ U[:, :keep]
-    QtO = Q.T @ Omega
-    QtY = Q.T @ Y
-    # X QtO = QtY  <=>  QtO^T X^T = QtY^T
-    Xt, *_ = scipy.linalg.lstsq(QtO.T, QtY.T, check_finite=False)
-    X = 0.5 * (Xt + Xt.T)
-    return np.linalg.eigvalsh(X), sv
+def sketch_bytes(n, width, block):
+    """Peak bytes of a :class:`GrowingSketch` of final `width` grown in blocks of at most `block`.
+
+    ``Q`` (``n x width``), the current block's ``Omega_b``, ``Y_b`` and work copy
+    (``3 n block``) and the small ``C``, ``Q^T Omega`` and Rayleigh–Ritz
+    matrices (``3 width^2``), float64.
+
+    Examples
+    --------
+    >>> sketch_bytes(1000, 100, 50) == 8 * (1000 * 100 + 3 * 1000 * 50 + 3 * 100 ** 2)
+    True
+    """
+    return 8 * (n * width + 3 * n * block + 3 * width * width)
+
+
+def sketch_flops(n, width):
+    """Dense flops of growing a sketch to `width` columns and solving its Rayleigh–Ritz problem.
+
+    Gram–Schmidt twice over geometrically growing blocks (``~4 n k^2``), block
+    QRs (``~1.2 n k^2``), ``Q^T Omega`` (``2 n k^2``), and the ``k x k`` least
+    squares and eigenvalue problems (``~6 k^3``); products not included.
+
+    Examples
+    --------
+    >>> f"{sketch_flops(5120, 1100):.1e}"
+    '5.3e+10'
+    """
+    return 7.2 * n * width * width + 6.0 * width ** 3
+
+
+class GrowingSketch:
+    """A randomized range sketch ``Y = S Omega`` of a symmetric operator, grown block by block.
+
+    Parameters
+    ----------
+    op : CountingOperator
+        Symmetric operator (products are counted by it).
+    gen : numpy.random.Generator
+        Source of the per-block seeds of the Gaussian test matrix.
+    max_memory : int, optional
+        Blocks of ``Omega`` are kept in memory while the total stays within it,
+        otherwise regenerated from their seeds when needed.
+
+    Attributes
+    ----------
+    width : int
+        Columns of the sketch so far (products spent on it).
+    rank : int
+        Numerical rank of the sketch: columns of the orthonormal basis ``Q``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lmatrank.operators import as_operator
+    >>> rng = np.random.default_rng(0)
+    >>> G = rng.standard_normal((200, 30))
+    >>> sk = GrowingSketch(as_operator(G @ G.T, check_symmetry=False), np.random.default_rng(1))
+    >>> sk.grow(32); sk.rank, sk.width
+    (30, 32)
+    >>> int(np.sum(np.abs(sk.eigenvalues()) > 1e-8))
+    30
+    """
+
+    def __init__(self, op, gen, *, max_memory=None):
+        self.op = op
+        self.n = op.n
+        self.gen = gen
+        self.max_memory = max_memory
+        self.tol = max(self.n, 1) * float(np.finfo(op.dtype).eps)
+        self.basis = []       # orthonormal blocks Q_j (n x m_j)
+        self.coeffs = []      # per sketch block: coefficients of Y_b in the basis so far (m x b)
+        self.seeds = []       # per sketch block: (seed, width, cached Omega_b or None)
+        self.width = 0
+        self.rank = 0
+        self.scale = 0.0      # running estimate of |Y|_2
+        self._cached_bytes = 0
+
+    def _omega(self, seed, width):
+        return np.random.default_rng(seed).standard_normal((self.n, width))
+
+    def grow(self, width):
+        """Add `width` columns (`width` products); update the basis by block Gram–Schmidt twice."""
+        width = int(width)
+        seed = int(self.gen.integers(2 ** 63))
+        omega = self._omega(seed, width)
+        yb = np.asarray(self.op.matmat(omega.astype(self.op.dtype, copy=False)), dtype=np.float64)
+        if yb.shape != (self.n, width) or not np.all(np.isfinite(yb)):
+            raise ValueError("operator returned non-finite values on a sketch block")
+        coef_old = []
+        for _ in range(2):  # classical Gram-Schmidt, twice
+            parts = [q.T @ yb for q in self.basis]
+            for q, part in zip(self.basis, parts):
+                yb -= q @ part
+            coef_old = parts if not coef_old else [a + b for a, b in zip(coef_old, parts)]
+        q_new, r_new = scipy.linalg.qr(yb, mode="economic", check_finite=False)
+        u, sv, vt = scipy.linalg.svd(r_new, check_finite=False)
+        proj_norm = max((np.linalg.norm(c, 2) for c in coef_old), default=0.0)
+        self.scale = max(self.scale, float(sv[0]) if sv.size else 0.0, float(proj_norm))
+        keep = int(np.sum(sv > self.tol * self.scale)) if self.scale > 0 else 0
+        if keep:
+            self.basis.append(q_new @ u[:, :keep])
+        del q_new, yb
+        coef = np.vstack(coef_old + [sv[:keep, None] * vt[:keep]]) if (coef_old or keep) \
+            else np.zeros((0, width))
+        self.coeffs.append(coef)
+        cache = None
+        if self.max_memory is not None:
+            planned = sketch_bytes(self.n, self.width + width, width)
+            if planned + self._cached_bytes + omega.nbytes <= self.max_memory:
+                cache = omega
+                self._cached_bytes += omega.nbytes
+        self.seeds.append((seed, width, cache))
+        self.width += width
+        self.rank += keep
+
+    def drop_cache(self):
+        """Forget the stored ``Omega`` blocks (they are regenerated from their seeds)."""
+        self.seeds = [(s, w, None) for s, w, _ in self.seeds]
+        self._cached_bytes = 0
+
+    def eigenvalues(self):
+        """Rayleigh–Ritz eigenvalue estimates of ``S`` on the sketch's range (ascending)."""
+        m, k = self.rank, self.width
+        if m == 0:
+            return np.zeros(0)
+        coeff = np.zeros((m, k))
+        proj = np.empty((m, k))
+        col = 0
+        for c, (seed, w, cached) in zip(self.coeffs, self.seeds):
+            coeff[:c.shape[0], col:col + w] = c
+            omega = cached if cached is not None else self._omega(seed, w)
+            row = 0
+            for q in self.basis:
+                proj[row:row + q.shape[1], col:col + w] = q.T @ omega
+                row += q.shape[1]
+            col += w
+        # X P = C  <=>  P^T X^T = C^T, P^T (k x m) of full column rank
+        qp, rp = scipy.linalg.qr(proj.T, mode="economic", check_finite=False)
+        xt = scipy.linalg.solve_triangular(rp, qp.T @ coeff.T, check_finite=False)
+        return np.linalg.eigvalsh(0.5 * (xt + xt.T))
 
 
 def sketch_rank(op, *, rtol=None, atol=None, rng=None, block_size=None, growth=1.5,
@@ -71,15 +213,16 @@ def sketch_rank(op, *, rtol=None, atol=None, rng=None, block_size=None, growth=1
         Each new block has ``max(block_size, (growth - 1) * k)`` columns for a
         current width ``k`` (``growth=1``: fixed blocks). Default 1.5.
     oversample : int
-        Stop once ``k - count >= oversample`` (default 10), or ``k = n``.
+        Stop once the sketch has ``oversample`` more columns than its numerical
+        rank (or, with `rtol`/`atol`, than the count), or ``k = n``. Default 10.
     max_rank : int, optional
         Largest sketch width (default ``n``); reaching it before the stopping
         rule gives ``converged=False`` and a lower bound.
     max_memory : int
-        Byte budget for the sketch (``Omega``, ``Y`` and work space,
-        ``~ 3 * 8 * n * k``). A first block that does not fit raises
-        ``ValueError``; a later block that does not fit stops the growth with
-        ``converged=False``. Default 1 GiB.
+        Byte budget of the sketch (:func:`sketch_bytes`: the basis ``Q``, one
+        block's work space and the small Rayleigh–Ritz matrices). A first block
+        that does not fit raises ``ValueError``; a later block that does not
+        fit stops the growth with ``converged=False``. Default 1 GiB.
     max_matvecs : int, optional
         Product budget, handled like `max_memory`.
 
@@ -89,9 +232,9 @@ def sketch_rank(op, *, rtol=None, atol=None, rng=None, block_size=None, growth=1
         ``stderr`` is 0 (the sketch gives a deterministic bound, not a
         statistical average; when ``converged`` is False the estimate is a
         lower bound, ``info["lower_bound"] = True``). ``info``: ``eigenvalues``
-        (sketch estimates), ``sketch_width``, ``singular_values`` (of ``Y``),
-        ``n_positive``, ``n_negative``, ``count_half_threshold``,
-        ``count_double_threshold``.
+        (sketch estimates), ``sketch_width``, ``sketch_rank`` (numerical rank
+        of ``Y``), ``n_positive``, ``n_negative``, ``count_half_threshold``,
+        ``count_double_threshold``, ``rayleigh_ritz_solves``.
 
     Examples
     --------
@@ -112,54 +255,89 @@ def sketch_rank(op, *, rtol=None, atol=None, rng=None, block_size=None, growth=1
     max_memory = check_int("max_memory", max_memory)
     max_matvecs = check_int("max_matvecs", max_matvecs, allow_none=True)
     gen = np.random.default_rng(rng)
-    bytes_per_column = 3 * 8 * n
     width_cap = min(n, max_rank)
     first = min(block_size, width_cap)
-    if first * bytes_per_column > max_memory:
+    if sketch_bytes(n, first, first) > max_memory:
         raise ValueError(
             f"the first sketch block ({first} columns of length {n}) needs "
-            f"{first * bytes_per_column} bytes > max_memory={max_memory}")
+            f"{sketch_bytes(n, first, first)} bytes > max_memory={max_memory}")
     if max_matvecs is not None and op.matvecs + first > max_matvecs:
         raise ValueError(
             f"max_matvecs={max_matvecs} is too small for method='sketch': {op.matvecs} products "
             f"already spent and the first block needs {first}")
-    eps_mach = np.finfo(op.dtype).eps
-    sketch_tol = max(n, 1) * eps_mach
-    Omega = np.empty((n, 0))
-    Y = np.empty((n, 0))
+    sketch = GrowingSketch(op, gen, max_memory=max_memory)
+    result = grow_sketch(sketch, rtol=rtol, atol=atol, first=first, block_size=block_size,
+                         growth=growth, oversample=oversample, width_cap=width_cap,
+                         max_memory=max_memory, max_matvecs=max_matvecs,
+                         cap_reason=(f"sketch width reached max_rank={max_rank}"
+                                     if max_rank < n else None))
+    return sketch_result(sketch, result, rtol=rtol, atol=atol, oversample=oversample)
+
+
+def grow_sketch(sketch, *, rtol, atol, first, block_size, growth, oversample, width_cap,
+                max_memory, max_matvecs, cap_reason=None):
+    """Grow `sketch` until rank deficient or a cap; return ``(converged, reason, eigenvalues)``.
+
+    Resumable: a sketch already `first` columns wide or wider continues from
+    its width. The Rayleigh–Ritz solve runs at the end and, when `rtol`/`atol`
+    are given (a large threshold can stop the growth before the sketch itself is
+    deficient), each time the width has doubled since the last solve.
+    """
+    op = sketch.op
+    n = sketch.n
+    user_threshold = rtol is not None or atol is not None
+    eps_mach = float(np.finfo(op.dtype).eps)
     reason = None
     converged = False
+    mu = None
+    last_solve = 0
+    sketch.solves = getattr(sketch, "solves", 0)
     while True:
-        k = Omega.shape[1]
-        want = first if k == 0 else max(block_size, int(np.ceil((growth - 1) * k)))
-        want = min(want, width_cap - k)
-        if k > 0:
-            if want <= 0:
-                reason = f"sketch width reached max_rank={max_rank}" if max_rank < n else None
-                converged = max_rank >= n
-                break
-            if (k + want) * bytes_per_column > max_memory:
-                reason = f"the next block would exceed max_memory={max_memory} bytes"
-                break
-            if max_matvecs is not None and op.matvecs + want > max_matvecs:
-                reason = f"the next block would exceed max_matvecs={max_matvecs}"
-                break
-        block = gen.standard_normal((n, want))
-        Yb = np.asarray(op.matmat(block.astype(op.dtype, copy=False)), dtype=np.float64)
-        if not np.all(np.isfinite(Yb)):
-            raise ValueError("operator returned non-finite values on a sketch block")
-        Omega = np.hstack([Omega, block])
-        Y = np.hstack([Y, Yb])
-        k = Omega.shape[1]
-        mu, sv = _sketch_eigenvalues(Y, Omega, sketch_tol)
-        scale = float(np.abs(mu).max()) if mu.size else 0.0
-        eps = _threshold(rtol, atol, scale, n, eps_mach)
-        count = int(np.sum(np.abs(mu) > eps))
-        if k - count >= oversample or k >= n:
+        k = sketch.width
+        if k > 0 and (k - sketch.rank >= oversample or k >= n):
             converged = True
             break
-    info = dict(eigenvalues=mu, singular_values=sv, sketch_width=k, oversample=oversample,
-                lambda_abs_max=scale,
+        want = first if k == 0 else max(block_size, int(np.ceil((growth - 1) * k)))
+        want = min(want, width_cap - k)
+        if want <= 0:
+            reason = cap_reason
+            converged = width_cap >= n
+            break
+        if sketch_bytes(n, k + want, want) + sketch._cached_bytes > max_memory:
+            sketch.drop_cache()
+            if sketch_bytes(n, k + want, want) > max_memory:
+                reason = f"the next block would exceed max_memory={max_memory} bytes"
+                break
+        if max_matvecs is not None and op.matvecs + want > max_matvecs:
+            reason = f"the next block would exceed max_matvecs={max_matvecs}"
+            break
+        sketch.grow(want)
+        if user_threshold and sketch.width >= 2 * max(last_solve, 1) \
+                and sketch.width - sketch.rank < oversample:
+            mu = sketch.eigenvalues()
+            sketch.solves += 1
+            last_solve = sketch.width
+            eps = _threshold(rtol, atol, _scale(mu), n, eps_mach)
+            if sketch.width - int(np.sum(np.abs(mu) > eps)) >= oversample:
+                converged = True
+                break
+            mu = None
+    if mu is None:
+        mu = sketch.eigenvalues()
+        sketch.solves += 1
+    return converged, reason, mu
+
+
+def sketch_result(sketch, result, *, rtol, atol, oversample, method="sketch"):
+    """RankEstimate of a grown sketch (see :func:`sketch_rank`)."""
+    converged, reason, mu = result
+    op = sketch.op
+    scale = _scale(mu)
+    eps = _threshold(rtol, atol, scale, sketch.n, float(np.finfo(op.dtype).eps))
+    count = int(np.sum(np.abs(mu) > eps))
+    info = dict(eigenvalues=mu, sketch_width=sketch.width, sketch_rank=sketch.rank,
+                oversample=oversample, lambda_abs_max=scale,
+                rayleigh_ritz_solves=getattr(sketch, "solves", 1),
                 threshold_rule="user (rtol/atol)" if (rtol is not None or atol is not None)
                 else "numpy matrix_rank default (|lambda|_max * n * eps)")
     if reason:
@@ -169,7 +347,11 @@ def sketch_rank(op, *, rtol=None, atol=None, rng=None, block_size=None, growth=1
                 count_half_threshold=int(np.sum(np.abs(mu) > eps / 2)),
                 count_double_threshold=int(np.sum(np.abs(mu) > 2 * eps)))
     return RankEstimate(rank=count, estimate=float(count), stderr=0.0, threshold=float(eps),
-                        matvecs=op.matvecs, method="sketch", converged=converged, info=info)
+                        matvecs=op.matvecs, method=method, converged=converged, info=info)
+
+
+def _scale(mu):
+    return float(np.abs(mu).max()) if mu.size else 0.0
 
 
 def _threshold(rtol, atol, scale, n, eps_mach):
