@@ -7,7 +7,7 @@ threshold, n <= 5000, checked against the construction):
   connected components (sparse; rank ``n - #components``, components from
   :func:`scipy.sparse.csgraph.connected_components`);
 - ``laplacian_grid``: 2-D grid Laplacian (sparse; rank ``n - 1``, smallest nonzero
-  eigenvalue ~ 1e-3 lambda_max);
+  eigenvalue ~ 3e-3 lambda_max);
 - ``gram_noise_floor``: ``U diag(s) U^T`` with ``s`` spread over two decades plus a
   full-rank noise floor ~1e-9 of lambda_max; counted with ``rtol=1e-6`` (above the
   floor) by every method;
@@ -99,13 +99,13 @@ def build_families(seed, quick=False):
     rng = np.random.default_rng(C.derive_seed(seed, "families"))
     fams = []
 
-    sizes = [40, 30, 20] if quick else [800, 600, 400, 200]
+    sizes = [40, 30, 20] if quick else [300, 200, 150, 100]
     lap, n_comp = _random_components_laplacian(rng, sizes, degree=6)
     fams.append(Family("laplacian_components",
                        f"random weighted graph, {n_comp} components, n = {lap.shape[0]} (sparse)",
                        lap, lap.toarray(), lap.shape[0] - n_comp))
 
-    side = 8 if quick else 50
+    side = 8 if quick else 30
     grid = _grid_laplacian(side)
     fams.append(Family("laplacian_grid", f"{side} x {side} grid Laplacian (sparse)",
                        grid, grid.toarray(), grid.shape[0] - 1))
@@ -121,7 +121,7 @@ def build_families(seed, quick=False):
                        f"rank-{r} Gram (eigenvalues 1..1e-2) + full-rank floor ~1e-9, n = {n}, "
                        "rtol = 1e-6", gram, gram, r, rtol=1e-6))
 
-    n_low = 200 if quick else 3000
+    n_low = 200 if quick else 2000
     for r in ((5, 50) if quick else (10, 100, 1000)):
         G = rng.standard_normal((n_low, r))
         heavy = r >= 1000
@@ -186,9 +186,9 @@ def main(argv=None):
     argv = list(argv or [])
     parser = C.base_parser("families", __doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=None,
-                        help="independent seeds per method and matrix (default 3; quick 1)")
+                        help="independent seeds per method and matrix (default 2; quick 1)")
     args = parser.parse_args(argv)
-    repeats = args.repeats or (1 if args.quick else 3)
+    repeats = args.repeats or (1 if args.quick else 2)
     if repeats < 1:
         parser.error("--repeats must be >= 1")
     specs = C.available_roster(C.FAMILY_METHODS, only=args.methods, log=C.progress)
