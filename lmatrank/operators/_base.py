@@ -10,7 +10,10 @@ Accepted inputs
 - every ``scipy.sparse`` matrix or array format (converted once to CSR);
 - ``scipy.sparse.linalg.LinearOperator`` (its ``matmat`` is used);
 - any object with ``.shape == (n, n)`` and a ``matmat`` method or ``@``
-  (structured operators of this package, torch/curvlinops adapters, ...).
+  (structured operators of this package, ...);
+- CPU torch tensors and torch-based operators (curvlinops), through
+  :func:`lmatrank.torch.as_linear_operator`; GPU inputs (CuPy, torch CUDA) are
+  kept on the device for the CuPy backend.
 
 Dtype rules: float32 and float64 are kept; integer and boolean inputs are
 promoted to float64; complex and object dtypes are refused (``TypeError``).
@@ -27,6 +30,8 @@ from scipy.sparse.linalg import LinearOperator
 __all__ = ["CountingOperator", "SquaredOperator", "as_operator", "check_symmetric"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+# operators that take and return torch tensors (wrapped through lmatrank.torch)
+_TORCH_MODULES = ("torch", "curvlinops")
 
 
 def _result_dtype(dtype) -> np.dtype:
@@ -250,6 +255,10 @@ def as_operator(A, *, dtype=None, check_symmetry=True, rng=None, symmetry_rtol=N
         if check_symmetry:
             check_symmetric(op, rng=rng, rtol=symmetry_rtol)
         return op
+    if type(A).__module__.split(".")[0] in _TORCH_MODULES and _device_namespace(A) is None:
+        from ..torch import as_linear_operator  # torch tensors/operators on the CPU
+
+        A = as_linear_operator(A)
     if sp.issparse(A):
         _check_square(A.shape, "matrix")
         work = _result_dtype(A.dtype) if dtype is None else _result_dtype(dtype)

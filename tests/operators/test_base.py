@@ -136,3 +136,11 @@ def test_fresh_wrapper_restarts_the_count(matrix):
     again = as_operator(op, fresh=True, check_symmetry=False)
     assert isinstance(again, CountingOperator) and again.matvecs == 0
     assert as_operator(op) is op
+
+
+def test_cpu_torch_tensors_are_accepted(matrix):
+    torch = pytest.importorskip("torch")
+    op = as_operator(torch.from_numpy(matrix), rng=0)
+    X = np.ones((12, 2))
+    np.testing.assert_allclose(op.matmat(X), matrix @ X, rtol=1e-12)
+    assert op.dtype == np.float64 and op.matvecs == 5
