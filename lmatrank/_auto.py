@@ -1,38 +1,80 @@
 """``method="auto"``: pick the cheapest method expected to reach the target.
 
-Decision rule (notes/langevin_numerics.md §5):
+The randomized sketch (Meier & Nakatsukasa, LAA 2024, arXiv:2105.07388;
+:func:`lmatrank.spectral.sketch_rank`) is exact on exactly low-rank input and
+needs only ``r + p`` products, but ``O(n (r + p))`` memory and
+``O(n (r + p)^2)`` dense flops; BAOAB Langevin (:mod:`lmatrank.langevin._kinetic`)
+needs ``O(n)`` memory per chain and a fixed product budget whatever the rank
+(notes/langevin_numerics.md §4–5). The decision never commits large work
+before it knows the work fits:
 
-1. Pilot = a capped randomized sketch (Meier & Nakatsukasa, LAA 2024,
-   arXiv:2105.07388; :func:`lmatrank.spectral.sketch_rank`). For exactly or
-   numerically low-rank ``S`` the sketch reveals the rank with ``~ r + 10``
-   products, deterministically; it stops as soon as ``oversample`` columns
-   are surplus. Its width is capped at ``SKETCH_MAX_WIDTH`` columns (the
-   measured crossover with BAOAB at 1% accuracy is ``r ~ 500``), a quarter of
-   the product budget and the memory budget.
-2. If the sketch converged within the cap, its count is returned.
-3. Otherwise the rank is large: Langevin with the BAOAB scheme
-   (``O(sqrt(kappa))`` mixing, sequential stopping) runs on the remaining budget.
+1. **Whole sketch fits.** If even a full-width sketch (``n`` columns) fits the
+   caps below, the sketch runs directly (it stops at ``r + oversample``).
+2. **First block.** Otherwise one block of ``min(n, 32)`` columns is sketched
+   (products reused later); a deficient block reveals a small rank at once.
+3. **Cheap pilot.** Otherwise a short single-chain BAOAB run
+   (``PILOT_STEPS`` products after a short Lanczos) counts the eigenvalues above
+   ``~4e-3 lambda_max``: a rough rank ``r0`` (it undercounts only the smallest
+   eigenvalues). The sketch width needed is predicted as
+   ``w = 1.25 (r0 + 2 stderr) + 2 oversample``.
+4. **Caps.** The sketch is chosen when ``w`` products fit half of the
+   remaining budget (the other half stays for a Langevin fall-back),
+   ``sketch_bytes(n, w) <= max_memory`` and ``sketch_flops(n, w) <= max_flops``;
+   it then grows up to the largest width the caps allow. Otherwise BAOAB
+   Langevin runs on the remaining budget.
 
-``info["choice"]`` and ``info["reason"]`` record the decision; the pilot's
-products are included in ``matvecs``.
+There is no fixed column cap: the caps are the product budget, the memory
+budget and the flop budget. ``info["choice"]`` and ``info["reason"]`` record
+the decision, ``info["pilot"]`` the pilot, ``info["detail"]`` the chosen
+method's own ``info``; every product (first block, pilot) is in ``matvecs``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import warnings
 
+import numpy as np
+
+from ._errors import ConvergenceWarning
 from .langevin._estimator import DEFAULT_MAX_MATVECS, langevin_rank
+from .spectral._sketch import (GrowingSketch, grow_sketch, sketch_bytes, sketch_flops,
+                               sketch_result)
 
-__all__ = ["SKETCH_MAX_WIDTH", "auto_rank"]
+__all__ = ["DEFAULT_MAX_FLOPS", "DEFAULT_MAX_MEMORY", "PILOT_STEPS", "auto_rank"]
 
-#: Largest sketch width the pilot tries (crossover with BAOAB at ~1% accuracy).
-SKETCH_MAX_WIDTH = 512
-#: Default memory budget of the sketch pilot, bytes.
+#: Default memory budget of the sketch, bytes.
 DEFAULT_MAX_MEMORY = 1 << 30
+#: Default cap on the sketch's dense flops (``sketch_flops``): a few seconds of
+#: BLAS-3 work on one core; above it BAOAB's fixed product budget is cheaper.
+DEFAULT_MAX_FLOPS = 5e11
+#: Steps of the single-chain BAOAB pilot that gives the rough rank.
+PILOT_STEPS = 300
+#: Columns of the first sketch block.
+FIRST_BLOCK = 32
+#: Surplus columns that make the sketch rank deficient (its stopping rule).
+OVERSAMPLE = 10
+_GROWTH = 1.5
+
+
+def _check_positive_int(name, value, what):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} ({what}) must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _largest_width(n, products, memory, flops):
+    """Largest sketch width within the product, memory and flop caps."""
+    width = min(n, products)
+    while width > 0 and (sketch_bytes(n, width, max(1, math.ceil(width / 3))) > memory
+                         or sketch_flops(n, width) > flops):
+        width = int(width * 0.9)
+    return width
 
 
 def auto_rank(op, *, rtol=None, atol=None, rng=None, max_matvecs=None, target_rse=None,
-              max_memory=None, backend=None, progress=False):
+              max_memory=None, max_flops=None, backend=None, progress=False):
     """Estimate the rank with the cheapest suitable method (sketch or BAOAB Langevin).
 
     Parameters
@@ -45,9 +87,11 @@ def auto_rank(op, *, rtol=None, atol=None, rng=None, max_matvecs=None, target_rs
         Total product budget (default: see
         :data:`lmatrank.langevin.DEFAULT_MAX_MATVECS`).
     target_rse : float, optional
-        Relative standard error at which Langevin stops (default 0.005).
+        Langevin's stopping target (see :func:`lmatrank.langevin.langevin_rank`).
     max_memory : int, optional
-        Byte budget of the sketch pilot (default 1 GiB).
+        Byte budget of the sketch (default 1 GiB, :data:`DEFAULT_MAX_MEMORY`).
+    max_flops : float, optional
+        Dense-flop budget of the sketch (default :data:`DEFAULT_MAX_FLOPS`).
     backend : str, optional
         Langevin backend.
     progress : bool or callable
@@ -57,8 +101,8 @@ def auto_rank(op, *, rtol=None, atol=None, rng=None, max_matvecs=None, target_rs
     -------
     RankEstimate
         ``method`` is ``"auto"``; ``info`` has ``choice`` (``"sketch"`` or
-        ``"langevin"``), ``reason``, ``pilot`` (the sketch's summary) and the
-        chosen method's own ``info`` under ``detail``.
+        ``"langevin"``), ``reason``, ``pilot`` (first block and pilot summary),
+        ``caps`` and the chosen method's own ``info`` under ``detail``.
 
     Examples
     --------
@@ -69,43 +113,105 @@ def auto_rank(op, *, rtol=None, atol=None, rng=None, max_matvecs=None, target_rs
     >>> est.rank, est.info["choice"]
     (40, 'sketch')
     """
-    import numpy as np
-
-    from .spectral import sketch_rank
-
     gen = np.random.default_rng(rng)
-    pilot_gen, run_gen = gen.spawn(2)
-    budget = DEFAULT_MAX_MATVECS if max_matvecs is None else max_matvecs
-    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
-        raise ValueError(f"max_matvecs (the product budget) must be an integer >= 1, got {budget!r}")
-    memory = DEFAULT_MAX_MEMORY if max_memory is None else max_memory
-    if isinstance(memory, bool) or not isinstance(memory, (int, np.integer)) or memory < 1:
-        raise ValueError(f"max_memory must be a positive integer (bytes), got {memory!r}")
+    sketch_gen, pilot_gen, run_gen = gen.spawn(3)
+    budget = _check_positive_int("max_matvecs", DEFAULT_MAX_MATVECS if max_matvecs is None
+                                 else max_matvecs, "the product budget")
+    memory = _check_positive_int("max_memory", DEFAULT_MAX_MEMORY if max_memory is None
+                                 else max_memory, "bytes")
+    flops = DEFAULT_MAX_FLOPS if max_flops is None else max_flops
+    if isinstance(flops, bool) or not isinstance(flops, (int, float, np.integer, np.floating)) \
+            or not (np.isfinite(flops) and flops > 0):
+        raise ValueError(f"max_flops must be a positive finite number, got {max_flops!r}")
     n = op.n
-    width_cap = int(min(n, SKETCH_MAX_WIDTH, max(1, (budget - op.matvecs) // 4),
-                        memory // (3 * 8 * n)))
-    pilot = None
-    reason_pilot = None
-    if width_cap >= min(n, 16):
-        try:
-            pilot = sketch_rank(op, rtol=rtol, atol=atol, rng=pilot_gen, max_rank=width_cap,
-                                max_memory=memory, block_size=min(n, 32, width_cap))
-        except ValueError as exc:  # sketch does not fit the budgets
-            reason_pilot = str(exc)
+    caps = dict(max_matvecs=budget, max_memory=memory, max_flops=float(flops))
+    pilot = dict()
+    sketch = GrowingSketch(op, sketch_gen, max_memory=memory)
+    grow_kwargs = dict(rtol=rtol, atol=atol, block_size=min(n, FIRST_BLOCK), growth=_GROWTH,
+                       oversample=OVERSAMPLE, max_memory=memory)
+
+    def remaining():
+        return budget - op.matvecs
+
+    def run_sketch(width_cap, reason):
+        result = grow_sketch(sketch, first=min(n, FIRST_BLOCK, width_cap), width_cap=width_cap,
+                             max_matvecs=budget, cap_reason=f"sketch width reached the cap "
+                             f"{width_cap} (budget/memory/flops)", **grow_kwargs)
+        est = sketch_result(sketch, result, rtol=rtol, atol=atol, oversample=OVERSAMPLE)
+        return est, reason
+
+    def finish_sketch(est, reason):
+        return dataclasses.replace(est, method="auto", info=dict(
+            choice="sketch", reason=reason, pilot=pilot, caps=caps, detail=est.info))
+
+    # 1. a full-width sketch fits every cap: nothing to decide
+    half = remaining() // 2
+    if sketch_flops(n, n) <= flops and sketch_bytes(n, n, math.ceil(n / 3)) <= memory \
+            and n <= half:
+        est, reason = run_sketch(n, f"a full-width sketch (n = {n}) fits the budgets "
+                                    "(products, memory, flops)")
+        if est.converged:
+            return finish_sketch(est, reason + f"; rank revealed with width "
+                                               f"{est.info['sketch_width']}")
+    # 2. first block: small ranks are revealed at once
+    elif sketch_bytes(n, min(n, FIRST_BLOCK), min(n, FIRST_BLOCK)) <= memory \
+            and min(n, FIRST_BLOCK) <= half:
+        sketch.grow(min(n, FIRST_BLOCK))
+        pilot["first_block"] = dict(width=sketch.width, rank=sketch.rank)
+        if sketch.width - sketch.rank >= OVERSAMPLE or sketch.width >= n:
+            est, reason = run_sketch(sketch.width, "the first sketch block is rank deficient")
+            return finish_sketch(est, reason + f" (rank {sketch.rank} of {sketch.width} columns)")
+    if sketch.width and "first_block" not in pilot:  # full-width attempt did not converge
+        why = f"full-width sketch did not converge ({sketch.width} columns)"
     else:
-        reason_pilot = f"sketch width cap {width_cap} too small (budget or memory)"
-    pilot_summary = None if pilot is None else dict(
-        rank=pilot.rank, converged=pilot.converged, width=pilot.info.get("sketch_width"),
-        matvecs=pilot.matvecs)
-    if pilot is not None and pilot.converged:
-        reason = (f"sketch pilot converged: rank {pilot.rank} revealed with width "
-                  f"{pilot.info.get('sketch_width')} <= cap {width_cap} (exact for low rank)")
-        return dataclasses.replace(pilot, method="auto", info=dict(
-            choice="sketch", reason=reason, pilot=pilot_summary, detail=pilot.info))
-    why = reason_pilot or (f"rank exceeds the sketch cap of {width_cap} columns "
-                           f"(pilot lower bound {pilot.rank}); BAOAB Langevin is cheaper there")
+        why = None
+    # 3. cheap pilot: single-chain BAOAB gives a rough rank (counts lambda >~ 4e-3 lambda_max)
+    if why is None:
+        pilot_budget = op.matvecs + min(PILOT_STEPS + 100, max(0, remaining() // 10))
+        rough = None
+        if pilot_budget - op.matvecs >= 60:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                try:
+                    p = langevin_rank(op, rtol=rtol, atol=atol, rng=pilot_gen, scheme="baoab",
+                                      n_chains=1, max_matvecs=int(pilot_budget), target_rse=0.05,
+                                      lanczos_steps=min(n, 30), backend=backend)
+                    rough = (p.estimate, p.stderr)
+                    pilot["langevin"] = dict(estimate=p.estimate, stderr=p.stderr,
+                                             matvecs=p.matvecs, resolution=p.threshold)
+                except ValueError as exc:  # budget too small for a pilot
+                    pilot["langevin_error"] = str(exc)
+        if rough is None:
+            why = "no room for a pilot; BAOAB Langevin on the remaining budget"
+        else:
+            predicted = int(math.ceil(1.25 * (rough[0] + 2 * rough[1]))) + 2 * OVERSAMPLE
+            predicted = max(predicted, sketch.width + 1)
+            pilot["predicted_width"] = predicted
+            width_cap = _largest_width(n, remaining() // 2 + sketch.width, memory, flops)
+            pilot["width_cap"] = width_cap
+            fits = dict(products=predicted - sketch.width <= remaining() // 2,
+                        memory=sketch_bytes(n, predicted, math.ceil(predicted / 3)) <= memory,
+                        flops=sketch_flops(n, predicted) <= flops)
+            pilot["fits"] = fits
+            if all(fits.values()) and width_cap > sketch.width:
+                est, reason = run_sketch(min(width_cap, n), (
+                    f"pilot rank ~{rough[0]:.0f} +- {rough[1]:.0f}: predicted sketch width "
+                    f"{predicted} fits the budgets (products, memory, flops)"))
+                if est.converged:
+                    return finish_sketch(est, reason)
+                why = (f"sketch reached its cap of {sketch.width} columns without revealing "
+                       f"the rank (lower bound {est.rank}); BAOAB Langevin on the remaining "
+                       "budget")
+            else:
+                failed = [k for k, ok in fits.items() if not ok]
+                why = (f"pilot rank ~{rough[0]:.0f} +- {rough[1]:.0f}: a sketch of width "
+                       f"{predicted} would exceed the {', '.join(failed)} budget "
+                       f"(memory {sketch_bytes(n, predicted, math.ceil(predicted / 3)):.3g} B, "
+                       f"flops {sketch_flops(n, predicted):.3g}); BAOAB Langevin is cheaper")
+    pilot["sketch_matvecs"] = sketch.width
+    sketch = None  # release the basis before the long run
     est = langevin_rank(op, rtol=rtol, atol=atol, rng=run_gen, scheme="baoab",
                         max_matvecs=budget, target_rse=target_rse, backend=backend,
                         progress=progress)
     return dataclasses.replace(est, method="auto", info=dict(
-        choice="langevin", reason=why, pilot=pilot_summary, detail=est.info))
+        choice="langevin", reason=why, pilot=pilot, caps=caps, detail=est.info))

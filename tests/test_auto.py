@@ -1,4 +1,4 @@
-"""method="auto": sketch for small rank, BAOAB Langevin otherwise; choice recorded."""
+"""method="auto": cheap decisions first (full sketch / first block / pilot), caps, choice recorded."""
 
 import warnings
 
@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 
 from lmatrank import ConvergenceWarning, estimate_rank
+from lmatrank._auto import DEFAULT_MAX_FLOPS
+from lmatrank.operators import LinearNetworkHessian
+from lmatrank.spectral._sketch import sketch_bytes, sketch_flops
 
 
 def test_auto_picks_the_sketch_for_small_rank():
@@ -13,22 +16,53 @@ def test_auto_picks_the_sketch_for_small_rank():
     G = rng.standard_normal((300, 40))
     est = estimate_rank(G @ G.T, method="auto", rng=1)
     assert est.method == "auto"
-    assert est.info["choice"] == "sketch" and "converged" in est.info["reason"]
+    assert est.info["choice"] == "sketch" and "full-width sketch" in est.info["reason"]
     assert est.rank == 40 and est.matvecs < 120
 
 
-def test_auto_falls_back_to_langevin_when_the_rank_exceeds_the_cap():
+def test_first_block_reveals_a_small_rank_without_a_pilot():
+    rng = np.random.default_rng(3)
+    n, r = 4000, 12
+    G = rng.standard_normal((n, r))
+    from scipy.sparse.linalg import aslinearoperator
+    op = aslinearoperator(G) @ aslinearoperator(G.T)
+    # n = 4000: a full-width sketch exceeds the default flop cap
+    assert sketch_flops(n, n) > DEFAULT_MAX_FLOPS
+    est = estimate_rank(op, rng=0)
+    assert est.info["choice"] == "sketch" and "first sketch block" in est.info["reason"]
+    assert est.rank == r and "langevin" not in est.info["pilot"]
+    assert est.matvecs <= 3 + 32
+
+
+def test_pilot_sends_a_mid_rank_to_the_sketch_and_a_flop_cap_to_langevin():
+    H = LinearNetworkHessian.random_minimum(12, depth=5, rng=5)   # n = 720, rank 144
+    est = estimate_rank(H, rng=1, max_flops=5e8)                  # full width too costly
+    assert est.info["choice"] == "sketch" and "pilot rank" in est.info["reason"]
+    assert est.rank == 144
+    pilot = est.info["pilot"]
+    assert pilot["first_block"]["rank"] == 32
+    assert 0.5 * 144 < pilot["langevin"]["estimate"] < 1.5 * 144
+    # counted once: probes + first block + pilot (in the pilot's count), then the sketch's growth
+    assert est.matvecs == pilot["langevin"]["matvecs"] + est.info["detail"]["sketch_width"] - 32
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        lang = estimate_rank(H, rng=1, max_flops=1e6, max_matvecs=6000)
+    assert lang.info["choice"] == "langevin" and "flops" in lang.info["reason"]
+    assert abs(lang.estimate - 144) <= 5 * lang.stderr + 0.01 * 144
+    assert lang.matvecs <= 6000
+
+
+def test_auto_falls_back_to_langevin_when_memory_is_short():
     rng = np.random.default_rng(1)
     n, r = 200, 150
     U, _ = np.linalg.qr(rng.standard_normal((n, r)))
     A = U @ np.diag(np.linspace(1.0, 4.0, r)) @ U.T
+    memory = sketch_bytes(n, 64, 32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        # a small memory budget caps the sketch below the rank
-        est = estimate_rank(A, method="auto", rng=2, max_memory=3 * 8 * n * 64,
-                            max_matvecs=6000)
-    assert est.info["choice"] == "langevin"
-    assert est.info["pilot"]["converged"] is False
+        est = estimate_rank(A, method="auto", rng=2, max_memory=memory, max_matvecs=6000)
+    assert est.info["choice"] == "langevin" and "memory" in est.info["reason"]
+    assert est.info["pilot"]["fits"]["memory"] is False
     assert est.info["detail"]["scheme"] == "baoab"
     assert abs(est.estimate - r) <= 5 * est.stderr + 0.5
     assert est.matvecs <= 6000
@@ -40,3 +74,5 @@ def test_auto_rejects_bad_budgets():
         estimate_rank(A, method="auto", max_memory=0)
     with pytest.raises(ValueError, match="max_matvecs"):
         estimate_rank(A, method="auto", max_matvecs=0)
+    with pytest.raises(ValueError, match="max_flops"):
+        estimate_rank(A, method="auto", max_flops=-1.0)

@@ -25,7 +25,12 @@ Rayleigh–Ritz step (Halko, Martinsson & Tropp 2011, §5.5)
 
 computed only when needed (at the end, and at geometrically spaced widths
 when ``rtol``/``atol`` may stop the growth earlier); its eigenvalues are
-counted against ``max(atol, rtol * |lambda|_max)``. For an exactly rank-``r``
+counted against ``max(atol, rtol * |lambda|_max)``. The default threshold is
+numpy's ``|lambda|_max n eps``, raised to ``NOISE_FACTOR = 10`` times the
+Rayleigh–Ritz noise ``|X - X^T|_2 / 2`` (``X`` is symmetric in exact
+arithmetic; matrix-free products such as Hessian-vector products carry
+rounding well above ``eps |S|``, which otherwise shows up as spurious
+eigenvalues near ``1e-12 |lambda|_max``). For an exactly rank-``r``
 ``S`` and a Gaussian ``Omega`` with more than ``r`` columns,
 ``range(Y) = range(S)`` with probability one and the count is exact.
 
@@ -46,6 +51,9 @@ from .._result import RankEstimate
 from ._common import check_int, check_positive
 
 __all__ = ["GrowingSketch", "sketch_bytes", "sketch_flops", "sketch_rank"]
+
+#: Default threshold floor in units of the Rayleigh-Ritz noise ``|X - X^T|_2 / 2``.
+NOISE_FACTOR = 10.0
 
 
 def sketch_bytes(n, width, block):
@@ -124,6 +132,7 @@ class GrowingSketch:
         self.rank = 0
         self.scale = 0.0      # running estimate of |Y|_2
         self._cached_bytes = 0
+        self.asymmetry = 0.0  # |X - X^T|_2 / 2 of the last Rayleigh-Ritz solve
 
     def _omega(self, seed, width):
         return np.random.default_rng(seed).standard_normal((self.n, width))
@@ -187,6 +196,9 @@ class GrowingSketch:
         # X P = C  <=>  P^T X^T = C^T, P^T (k x m) of full column rank
         qp, rp = scipy.linalg.qr(proj.T, mode="economic", check_finite=False)
         xt = scipy.linalg.solve_triangular(rp, qp.T @ coeff.T, check_finite=False)
+        # X is symmetric in exact arithmetic: its antisymmetric part gauges the noise of the
+        # Rayleigh-Ritz problem (rounding of the products and of the solve)
+        self.asymmetry = 0.5 * float(np.linalg.norm(xt - xt.T, 2))
         return np.linalg.eigvalsh(0.5 * (xt + xt.T))
 
 
@@ -203,8 +215,9 @@ def sketch_rank(op, *, rtol=None, atol=None, rng=None, block_size=None, growth=1
     rtol, atol : float, optional
         Count ``|lambda| > max(atol, rtol * |lambda|_max)`` among the sketch's
         eigenvalue estimates (``|lambda|_max`` from the sketch). Default: numpy's
-        ``matrix_rank`` convention ``|lambda|_max * n * eps(dtype)``, which makes
-        the method exact for exactly low-rank matrices.
+        ``matrix_rank`` convention ``|lambda|_max * n * eps(dtype)``, raised to
+        ten times the Rayleigh–Ritz noise (module docstring), which makes the
+        method exact for exactly low-rank matrices.
     rng : seed or Generator, optional
         Gaussian test matrix.
     block_size : int, optional
@@ -333,13 +346,16 @@ def sketch_result(sketch, result, *, rtol, atol, oversample, method="sketch"):
     converged, reason, mu = result
     op = sketch.op
     scale = _scale(mu)
-    eps = _threshold(rtol, atol, scale, sketch.n, float(np.finfo(op.dtype).eps))
+    eps = _threshold(rtol, atol, scale, sketch.n, float(np.finfo(op.dtype).eps),
+                     noise=sketch.asymmetry)
     count = int(np.sum(np.abs(mu) > eps))
     info = dict(eigenvalues=mu, sketch_width=sketch.width, sketch_rank=sketch.rank,
                 oversample=oversample, lambda_abs_max=scale,
                 rayleigh_ritz_solves=getattr(sketch, "solves", 1),
                 threshold_rule="user (rtol/atol)" if (rtol is not None or atol is not None)
-                else "numpy matrix_rank default (|lambda|_max * n * eps)")
+                else "numpy matrix_rank default (|lambda|_max * n * eps), raised to "
+                     f"{NOISE_FACTOR:g} x the Rayleigh-Ritz noise |X - X^T|_2 / 2",
+                rayleigh_ritz_noise=sketch.asymmetry)
     if reason:
         info["reason"] = reason
     info["lower_bound"] = not converged
@@ -354,7 +370,7 @@ def _scale(mu):
     return float(np.abs(mu).max()) if mu.size else 0.0
 
 
-def _threshold(rtol, atol, scale, n, eps_mach):
+def _threshold(rtol, atol, scale, n, eps_mach, noise=0.0):
     if rtol is None and atol is None:
-        return scale * n * eps_mach
+        return max(scale * n * eps_mach, NOISE_FACTOR * noise)
     return max(atol or 0.0, (rtol or 0.0) * scale)
