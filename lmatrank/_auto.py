@@ -87,7 +87,8 @@ def auto_rank(op, *, rtol=None, atol=None, rng=None, max_matvecs=None, target_rs
         Total product budget (default: see
         :data:`lmatrank.langevin.DEFAULT_MAX_MATVECS`).
     target_rse : float, optional
-        Langevin's stopping target (see :func:`lmatrank.langevin.langevin_rank`).
+        Langevin's stopping target (default: stderr at most
+        ``max(0.001 * estimate, 0.5)``; see :func:`lmatrank.langevin.langevin_rank`).
     max_memory : int, optional
         Byte budget of the sketch (default 1 GiB, :data:`DEFAULT_MAX_MEMORY`).
     max_flops : float, optional

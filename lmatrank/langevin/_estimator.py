@@ -36,8 +36,8 @@ from ..backends import get_backend
 from ..operators import SquaredOperator, as_preconditioner
 from ..spectral import lanczos_extremes
 from ._dynamics import DivergedRun, run_euler_maruyama
-from ._kinetic import (BAOAB_STEP_FACTOR, DEFAULT_BAOAB_CHAINS, run_baoab_estimate,
-                       threshold_curve)
+from ._kinetic import (BAOAB_STEP_FACTOR, DEFAULT_BAOAB_CHAINS, DEFAULT_TARGET_RSE,
+                       STDERR_FLOOR, run_baoab_estimate, threshold_curve)
 
 __all__ = ["langevin_rank", "DEFAULT_MAX_MATVECS", "PAPER_SETTINGS"]
 
@@ -167,7 +167,7 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
     scheme : {None, "baoab", "em"}
         Step scheme. None: ``"em"`` (Euler–Maruyama, the paper's) when `paper`,
         `eta` or `corrected` is given, otherwise ``DEFAULT_SCHEME`` (currently
-        ``"em"``; ``method="auto"`` uses ``"baoab"``). ``"baoab"``: kinetic Langevin,
+        ``"baoab"``). ``"baoab"``: kinetic Langevin,
         :mod:`lmatrank.langevin._kinetic`: exact stationary mean at any stable
         step, ``O(sqrt(kappa))`` mixing, automatic tuning, burn-in detection
         and sequential stopping).
@@ -178,9 +178,17 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
         BAOAB friction ``gamma`` (default ``2.5 sqrt(lambda_lo)``, ``lambda_lo``
         the threshold or the smallest eigenvalue the budget resolves).
     target_rse : float
-        BAOAB: stop once the relative standard error reaches it and the window
-        shows no drift (default 0.005); the budget ending first gives
-        ``converged=False`` and a ConvergenceWarning.
+        BAOAB: stop once the standard error is at most
+        ``max(target_rse * estimate, 0.5)`` and the window shows no drift
+        (default ``target_rse = 0.001``; an explicit `target_rse` is used
+        without the half-unit floor); the budget ending first gives
+        ``converged=False`` and a ConvergenceWarning. Deviation from issue #4,
+        which proposed 0.5%: a 0.5% stop lets a rank-4096 run stop with a
+        standard error of ~20 units, while the same 15,000 products give ~0.1%
+        (the issue's own Langevin target at d = 64 is 0.25% NRMSE), so the
+        default asks for 0.1%; the absolute floor of half a unit keeps small
+        ranks (where 0.1% is a fraction of a unit the rounding cannot use)
+        from running to the budget for nothing.
     progress : bool or callable
         True: a tqdm bar of products vs budget with the running estimate +-
         stderr, drawn only when standard error is a terminal. A callable is
@@ -423,7 +431,8 @@ def _baoab_rank(op, *, gen, rtol, atol, n_chains, n_steps, n_avg, sigma2, precon
     for key, value in (("h", h), ("friction", friction)):
         if value is not None and not (np.isfinite(value) and value > 0):
             raise ValueError(f"{key} must be a positive finite number, got {value!r}")
-    target_rse = 0.005 if target_rse is None else target_rse
+    stderr_floor = STDERR_FLOOR if target_rse is None else 0.0  # explicit targets are exact
+    target_rse = DEFAULT_TARGET_RSE if target_rse is None else target_rse
     if not (np.isfinite(target_rse) and target_rse > 0):
         raise ValueError(f"target_rse must be a positive finite number, got {target_rse!r}")
     if max_matvecs is None and n_steps is None:
@@ -481,6 +490,7 @@ def _baoab_rank(op, *, gen, rtol, atol, n_chains, n_steps, n_avg, sigma2, precon
                 run_op, be, lam_max=lam_max_run, n_chains=c, max_steps=max_steps,
                 sigma2=settings["sigma2"], precond=precond, noise=settings["noise"], gen=gen,
                 lam_lo=threshold, h=step, friction=friction, target_rse=target_rse,
+                stderr_floor=stderr_floor,
                 n_steps=n_steps, n_avg=n_avg, progress=bar, budget=budget)
         except DivergedRun as exc:
             attempts.append(dict(h=step, squared=squared, step=exc.step, value=exc.value))
@@ -527,7 +537,8 @@ def _baoab_rank(op, *, gen, rtol, atol, n_chains, n_steps, n_avg, sigma2, precon
         loss_curve=rank_curve * settings["sigma2"] / 4.0, resolution=resolution_run,
         requested_threshold=threshold, drift=out["drift"], drift_stderr=out["drift_stderr"],
         stderr_method=out["stderr_method"], backoffs=attempts, backend=be.name,
-        target_rse=target_rse, stop_reason=out["stop_reason"], threshold_curve=curve,
+        target_rse=target_rse, stderr_floor=stderr_floor, stop_reason=out["stop_reason"],
+        threshold_curve=curve,
     )
     return RankEstimate(rank=int(max(0, round(est))), estimate=est, stderr=err,
                         threshold=resolution, matvecs=op.matvecs, method="langevin",
