@@ -67,8 +67,8 @@ TABLE1_METHODS = (
                note="Algorithm 1: sigma^2=2e-5, eta=1e-4, K_tot=15000, K_avg=10000, "
                     "one chain, Gaussian noise, uncorrected loss"),
     MethodSpec("ld_default", "LD default", "langevin", {},
-               note="corrected observable, Rademacher noise, 8 chains, eta=1.9/lambda_max, "
-                    "20,000 products"),
+               note="the library's default Langevin settings (discretisation-corrected "
+                    "observable, automatic step from Lanczos, 20,000-product budget)"),
     MethodSpec("us_faithful", "U&S faithful", "chebyshev", {"faithful": True},
                note="published code: degree 50, 300 probes, 100 DOS points, find_gap"),
     MethodSpec("us_improved", "U&S improved", "chebyshev", {},

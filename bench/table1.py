@@ -88,7 +88,8 @@ def ld_paper_expectation(eigenvalues):
 
 
 def _spectrum_diagnostics(rec, lam):
-    if np.isfinite(rec.get("threshold", np.nan)):
+    threshold = rec.get("threshold")        # JSON writes NaN as null
+    if threshold is not None and np.isfinite(threshold):
         rec["exact_count_at_threshold"] = int(np.sum(lam > rec["threshold"]))
         rec["threshold_rel"] = float(rec["threshold"] / lam.max())
     if rec["method"] == "ld_paper":
@@ -330,7 +331,9 @@ def _render_existing(out, theory=False):
     if done != sorted(config["dims"]):
         C.progress(f"note: table1.json holds results for d = {done} only (run cut short)")
         config["dims"] = done
-    specs = [C.MethodSpec(m["key"], m["label"], m["method"], m["options"], note=m["note"],
+    current = {s.key: s.note for s in C.TABLE1_METHODS}
+    specs = [C.MethodSpec(m["key"], m["label"], m["method"], m["options"],
+                          note=current.get(m["key"], m["note"]),
                           statistical=next((s.statistical for s in C.TABLE1_METHODS
                                             if s.key == m["key"]), True))
              for m in config["methods"]]
