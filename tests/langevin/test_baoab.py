@@ -129,3 +129,30 @@ def test_bad_baoab_options_are_refused():
         estimate_rank(A, method="langevin", scheme="baoab", target_rse=-1.0)
     with pytest.raises(DivergenceError, match="unstable"):
         estimate_rank(A, method="langevin", scheme="baoab", h=3.0)
+
+
+def _coverage(runs, budget):
+    """Fraction of default BAOAB runs on a gapped spectrum whose truth is within 2 stderr."""
+    from scipy.sparse import diags
+
+    r = 60
+    A = diags(np.r_[np.geomspace(1e-2, 1.0, r), np.zeros(120)]).tocsr()
+    hits = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for seed in range(runs):
+            est = estimate_rank(A, method="langevin", rng=seed, max_matvecs=budget)
+            hits += abs(est.estimate - r) <= 2 * est.stderr
+    return hits / runs
+
+
+def test_reported_stderr_is_honest_on_a_gapped_spectrum():
+    # an unbiased estimate with an 8-chain stderr (7 degrees of freedom) has ~91% of runs
+    # within 2 stderr; 3 binomial sd below 90% for 40 runs is 0.75
+    assert _coverage(40, 3000) >= 0.75
+
+
+@pytest.mark.slow
+def test_reported_stderr_is_honest_over_200_runs():
+    # issue #4 acceptance (>= 90%); 3 binomial sd below 90% for 200 runs is 0.835
+    assert _coverage(200, 15000) >= 0.835
