@@ -65,8 +65,11 @@ def _summary_lines(results):
                               "U&S bias from the threshold %", "U&S bias of the estimator %",
                               "LD paper expected bias (exact EM mean) %",
                               "LD paper rms chain noise %"], rows),
-            f"\n`table1` total run time: {t1['elapsed_s'] / 60:.1f} min wall with "
-            f"{t1['config']['jobs']} worker process(es); sum of the per-estimate CPU seconds: "
+            f"\n`table1` total run time: "
+            f"{(t1['elapsed_s'] + sum(e['elapsed_s'] for e in t1.get('earlier_runs', []))) / 60:.1f}"
+            f" min wall ({len(t1.get('earlier_runs', [])) + 1} run(s), "
+            f"{t1['config']['jobs']} worker processes, on a machine shared with other jobs: load "
+            f"average {t1['machine']['load_average_at_start'][0]:.1f} at the start); sum of the per-estimate CPU seconds: "
             f"{sum(r['cpu_s'] for r in t1['records']) / 60:.1f} min "
             f"(of which d <= 32: "
             f"{sum(r['cpu_s'] for r in t1['records'] if r['d'] <= 32) / 60:.1f} min). "

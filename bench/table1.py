@@ -326,7 +326,6 @@ def _render_existing(out, theory=False):
     config = data["config"]
     if theory:
         add_spectrum_diagnostics(data["records"], config["seed"])
-        C.write_json(out / "table1.json", data)
     done = sorted({r["d"] for r in data["records"]})
     if done != sorted(config["dims"]):
         C.progress(f"note: table1.json holds results for d = {done} only (run cut short)")
@@ -338,6 +337,8 @@ def _render_existing(out, theory=False):
                                             if s.key == m["key"]), True))
              for m in config["methods"]]
     summaries = _summaries(data["records"], specs, done)
+    data["summaries"] = summaries
+    C.write_json(out / "table1.json", data)
     md = _markdown(summaries, specs, config, data["machine"], data["command"], data["elapsed_s"],
                    data.get("earlier_runs", ()))
     C.write_text(out / "table1.md", md)
