@@ -6,7 +6,7 @@ its stationary autocorrelation follow from a scalar (Euler–Maruyama) or 2x2
 (BAOAB) linear recursion per eigenvalue. These closed forms are used
 
 - by the tests, to check the simulated transient and stationary means;
-- by the tuning rules (:mod:`lmatrank.langevin._tuning`), to predict bias
+- by the tuning rules (:mod:`lmatrank.langevin._kinetic`) and bench/scaling.py, to predict bias
   and variance of a run on a model spectrum;
 - by the rank-vs-threshold curve, to map a step count to the eigenvalue the
   filter half counts.
