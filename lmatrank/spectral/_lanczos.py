@@ -97,6 +97,7 @@ def lanczos(apply, v0, n_steps, *, keep_basis=False, reorthogonalize=True):
     b_prev = 0.0
     breakdown = False
     steps = 0
+    t_scale = 0.0
     for k in range(n_steps):
         if store:
             Q[:, k] = q
@@ -109,8 +110,8 @@ def lanczos(apply, v0, n_steps, *, keep_basis=False, reorthogonalize=True):
         b = np.linalg.norm(w)
         alpha[k], beta[k] = a, b
         steps = k + 1
-        scale = max(abs(a), b, 1e-300)
-        if b <= 1e-12 * scale * np.sqrt(n):
+        t_scale = max(t_scale, abs(a), b)  # ~ |A|: breakdown is relative to it
+        if b <= 1e-12 * max(t_scale, 1e-300) * np.sqrt(n):
             breakdown = True
             break
         q_prev, q, b_prev = q, w / b, b
@@ -254,6 +255,7 @@ def batched_lanczos(matmat, V, n_steps, *, reorthogonalize=True, dtype=None):
     beta = np.zeros((nv, m))
     steps = np.zeros(nv, dtype=int)
     active = np.ones(nv, dtype=bool)
+    t_scale = np.zeros(nv)
     for k in range(m):
         if reorthogonalize:
             Q[:, k, :] = q.T
@@ -269,8 +271,10 @@ def batched_lanczos(matmat, V, n_steps, *, reorthogonalize=True, dtype=None):
         alpha[active, k] = a[active]
         beta[active, k] = b[active]
         steps[active] = k + 1
-        scale = np.maximum(np.maximum(np.abs(a), b), 1e-300)
-        broke = active & (b <= 1e-12 * scale * np.sqrt(n))
+        # breakdown relative to |T| so far (~ |A|), not to this step's entries: past an
+        # invariant subspace both a and b are rounding noise and their ratio means nothing
+        t_scale = np.maximum(t_scale, np.maximum(np.abs(a), b))
+        broke = active & (b <= 1e-12 * np.maximum(t_scale, 1e-300) * np.sqrt(n))
         active &= ~broke
         if not active.any():
             break

@@ -53,3 +53,29 @@ def test_errors():
         batched_lanczos(lambda X: X, np.ones(4), 2)
     with pytest.raises(ValueError, match="a Lanczos start vector is zero"):
         batched_lanczos(lambda X: X, np.zeros((4, 2)), 2)
+
+
+def test_lanczos_past_an_invariant_subspace_stays_inside_the_spectrum():
+    """Regression: breakdown is judged against |T| (~ |A|), not the current step's entries.
+
+    On this rank-16 linear-network Hessian (n = 80) a probe's Krylov space is exhausted
+    after ~18 steps; when breakdown was judged relative to that step's own (rounding-level)
+    alpha and beta, the recurrence went on normalising noise and its Ritz values reached
+    1e39, which made SLQ report rank 0.
+    """
+    from lmatrank import estimate_rank
+    from lmatrank.backends import rademacher
+    from lmatrank.operators import LinearNetworkHessian
+    from lmatrank.spectral import batched_lanczos, lanczos
+
+    H = LinearNetworkHessian.random_minimum(4, depth=5, rng=17191084742728717932)
+    A = H.todense()
+    lam = np.linalg.eigvalsh(A)
+    res = batched_lanczos(lambda X: A @ X, rademacher(np.random.default_rng(1), (80, 200)), 50)
+    for probe in range(200):
+        theta, _ = res.ritz(probe)
+        assert lam[0] - 1e-8 * lam[-1] <= theta.min() and theta.max() <= lam[-1] * (1 + 1e-8)
+    single = lanczos(lambda X: A @ X, np.ones(80), 50)
+    assert single.breakdown and single.ritz()[0].max() <= lam[-1] * (1 + 1e-8)
+    est = estimate_rank(H, method="slq", rng=800570262358437078)
+    assert abs(est.estimate - 16) <= 5 * est.stderr + 1
