@@ -33,8 +33,11 @@ References
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
+from .._errors import ConvergenceWarning
 from .._result import RankEstimate
 from ._chebyshev import chebyshev_moments, count_from_moments, kpm_dos
 from ._common import (budget_probes, check_choice, check_int, spectrum_interval, unit_probes,
@@ -132,13 +135,18 @@ def _ubaru_saad(op, *, name, rtol, atol, rng, faithful, degree, n_probes, n_poin
     xx, yy = kpm_dos(Y, lmin=lmin, lmax=lmax, n_points=n_points, damping="jackson")
     info["dos"] = dict(eigenvalues=xx, density=yy)
     eps = user_threshold(rtol, atol, scale)
+    floor = _resolution_floor(Y.shape[0] - 1, lmin, lmax, scale)
+    unresolved = None
     if eps is not None:
         info["threshold_rule"] = "user (rtol/atol)"
+        if eps < floor * scale:
+            unresolved = (f"threshold {eps:.3g} is below the resolution {floor * scale:.3g} of a "
+                          f"degree-{Y.shape[0] - 1} Chebyshev filter: eigenvalues between 0 and "
+                          "it are not separated (raise degree, or use method='sketch'/'langevin')")
     elif gap_rule == "published" and not bounds["indefinite"]:
         eps, gap_info = find_gap(xx, yy)
         info.update(threshold_rule="published find_gap", gap=gap_info)
     else:
-        floor = _resolution_floor(Y.shape[0] - 1, lmin, lmax, scale)
         eps, gap_info = plateau_threshold(mean_count, scale, floor=floor)
         rule = "plateau (scale-invariant)"
         if gap_rule == "published":
@@ -153,9 +161,13 @@ def _ubaru_saad(op, *, name, rtol, atol, rng, faithful, degree, n_probes, n_poin
                 n_positive=float(pos.mean()), n_negative=float(neg.mean()),
                 count_half_threshold=float(mean_count(eps / 2)[0]),
                 count_double_threshold=float(mean_count(2 * eps)[0]))
-    converged = used_probes == n_probes
-    if not converged:
+    info["resolution"] = floor * scale
+    converged = used_probes == n_probes and unresolved is None
+    if used_probes < n_probes:
         info["reason"] = f"max_matvecs allowed {used_probes} of {n_probes} probes"
+    if unresolved is not None:
+        info["reason"] = unresolved
+        warnings.warn(unresolved, ConvergenceWarning, stacklevel=4)
     return RankEstimate(rank=max(0, int(round(estimate))), estimate=estimate, stderr=stderr,
                         threshold=float(eps), matvecs=op.matvecs, method=name,
                         converged=converged, info=info)

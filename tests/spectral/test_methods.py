@@ -218,3 +218,18 @@ def test_option_errors(method, options, message):
 def test_unknown_option_is_type_error():
     with pytest.raises(TypeError, match="unknown option.*n_chains"):
         lmatrank.estimate_rank(np.eye(4), method="slq", n_chains=3)
+
+
+@pytest.mark.parametrize("method", ["chebyshev", "kpm"])
+def test_threshold_below_the_filter_resolution_is_flagged(method):
+    """rtol far below what degree 50 resolves: a flagged number, never a silent one."""
+    import lmatrank
+
+    rng = np.random.default_rng(3)
+    B = rng.standard_normal((300, 40))
+    A = B @ B.T + 1e-8 * np.eye(300)            # rank 40 + a floor at 1e-8
+    with pytest.warns(lmatrank.ConvergenceWarning, match="below the resolution"):
+        est = lmatrank.estimate_rank(A, method=method, rtol=1e-6, rng=0)
+    assert not est.converged and est.threshold < est.info["resolution"]
+    ok = lmatrank.estimate_rank(A, method=method, rtol=0.05, rng=0)
+    assert ok.converged and ok.threshold >= ok.info["resolution"]
