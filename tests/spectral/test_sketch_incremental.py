@@ -44,3 +44,14 @@ def test_regenerated_test_matrix_gives_the_same_eigenvalues_as_the_cached_one():
 def test_memory_model_counts_the_basis_block_and_small_matrices():
     assert sketch_bytes(100, 10, 5) == 8 * (100 * 10 + 3 * 100 * 5 + 3 * 100)
     assert sketch_bytes(1000, 200, 50) > sketch_bytes(1000, 100, 50)
+
+
+def test_sketch_survives_lapack_gesdd_non_convergence():
+    """Regression: gesdd reported "SVD did not converge" on this Hessian's sketch R factor
+    (d = 16 paper-protocol minimum); the sketch now falls back to gesvd and stays exact."""
+    import lmatrank
+    from lmatrank.operators import LinearNetworkHessian
+
+    H = LinearNetworkHessian.random_minimum(16, depth=5, rng=18093336713350418071)
+    est = lmatrank.estimate_rank(H, method="sketch", rng=17998914861457236320)
+    assert est.rank == 256 and est.converged
