@@ -100,10 +100,15 @@ def run_euler_maruyama(op, backend, *, n_chains, n_steps, eta, sigma2, precond, 
     noise_std = float(np.sqrt(eta * sigma2))
     inv_sigma2 = 1.0 / sigma2
     tracker = RunningChainMean(burn_in) if progress is not None else None
+    fused_step = getattr(backend, "em_step", None)  # product + noise + update in one kernel
     for k in range(n_steps):
-        s_theta = backend.matmat(op, theta)
-        quad, gnorm = backend.em_update(theta, s_theta, eta=eta, noise_std=noise_std,
-                                        precond=precond, noise=noise, gen=gen)
+        if fused_step is not None:
+            theta, quad, gnorm = fused_step(op, theta, eta=eta, noise_std=noise_std,
+                                            precond=precond, noise=noise, gen=gen)
+        else:
+            s_theta = backend.matmat(op, theta)
+            quad, gnorm = backend.em_update(theta, s_theta, eta=eta, noise_std=noise_std,
+                                            precond=precond, noise=noise, gen=gen)
         row = 2.0 * quad - eta * gnorm if corrected else 2.0 * quad
         row *= inv_sigma2
         trace[k] = row
