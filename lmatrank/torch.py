@@ -238,7 +238,18 @@ class ModelLoss:
 
 
 def model_loss(model, loss_fn, data, **options):
-    """Shorthand for :class:`ModelLoss` (``model_loss(model, loss_fn, (X, y))``)."""
+    """Shorthand for :class:`ModelLoss` (``model_loss(model, loss_fn, (X, y))``).
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from lmatrank.torch import model_loss
+    >>> model = torch.nn.Linear(2, 1, bias=False)
+    >>> X = torch.tensor([[1.0, 0.0], [0.0, 2.0]]); y = torch.zeros(2, 1)
+    >>> f = model_loss(model, torch.nn.functional.mse_loss, (X, y))
+    >>> f.n_params, np.allclose(f.hessian(), np.diag([1.0, 4.0]))   # H = 2 X^T X / 2
+    (2, True)
+    """
     return ModelLoss(model, loss_fn, data, **options)
 
 
@@ -247,6 +258,18 @@ class HessianOperator:
 
     Has ``shape``, ``dtype`` and ``matmat`` (numpy ``(P, b)`` blocks), so it can be
     passed to :func:`lmatrank.estimate_rank` with any method.
+
+    Examples
+    --------
+    >>> import numpy as np, torch, lmatrank
+    >>> from lmatrank.torch import ModelLoss
+    >>> model = torch.nn.Linear(4, 1, bias=False)
+    >>> X = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]]).repeat(5, 1)
+    >>> H = ModelLoss(model, torch.nn.functional.mse_loss, (X, torch.zeros(10, 1))).hessian_operator()
+    >>> H.matmat(np.eye(4)).round(3)[:, 0]                  # first column of 2 X^T X / 10
+    array([1., 1., 0., 0.])
+    >>> lmatrank.estimate_rank(H, method="sketch", rng=0).rank   # X has rank 2
+    2
     """
 
     def __init__(self, model_loss, theta):
@@ -291,6 +314,16 @@ def adam_preconditioner(optimizer, params=None):
     Returns
     -------
     ndarray, float64, shape (P,)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from lmatrank.torch import adam_preconditioner
+    >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    >>> opt = torch.optim.Adam([w], lr=0.1, eps=1e-8)
+    >>> (w ** 2).sum().backward(); opt.step()          # gradient (2, -4): v_hat = g^2
+    >>> adam_preconditioner(opt).round(6)
+    array([0.5 , 0.25])
     """
     _torch()
     groups = {}
@@ -324,6 +357,14 @@ def as_linear_operator(A):
     :class:`HessianOperator`-like objects). scipy ``LinearOperator``s and numpy
     arrays are returned unchanged (they already work with
     :func:`lmatrank.estimate_rank`).
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from lmatrank.torch import as_linear_operator
+    >>> A = as_linear_operator(torch.diag(torch.tensor([1.0, 2.0, 0.0], dtype=torch.float64)))
+    >>> A.shape, A.matmat(np.ones((3, 1))).ravel()
+    ((3, 3), array([1., 2., 0.]))
     """
     torch = _torch()
     if isinstance(A, (LinearOperator, np.ndarray)) or isinstance(A, HessianOperator):

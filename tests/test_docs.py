@@ -22,11 +22,7 @@ OPTIONAL_DEPENDENCIES = ("torch", "cupy", "matplotlib", "tqdm")
 # Known gaps, reported to their owners (issue #8); the tests fail on any NEW gap, and a
 # strict xfail turns red once a listed doctest passes, so the list only shrinks.
 KNOWN_DOCTEST_FAILURES = {}  # module name -> reason (none at present)
-KNOWN_WITHOUT_EXAMPLE = {
-    "lmatrank.langevin.NonQuadraticWarning",
-    "lmatrank.torch.HessianOperator", "lmatrank.torch.adam_preconditioner",
-    "lmatrank.torch.as_linear_operator", "lmatrank.torch.model_loss",
-}
+KNOWN_WITHOUT_EXAMPLE: set[str] = set()  # every public name has a runnable example
 PUBLIC_MODULES = ["lmatrank", "lmatrank.operators", "lmatrank.langevin", "lmatrank.spectral",
                   "lmatrank.theory", "lmatrank.backends", "lmatrank.torch"]
 

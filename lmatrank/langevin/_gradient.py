@@ -111,7 +111,22 @@ _MAX_BACKOFFS = 3
 
 
 class NonQuadraticWarning(RuntimeWarning):
-    """The estimate depends on ``sigma^2``: the quadratic model of the loss does not hold."""
+    """The estimate depends on ``sigma^2``: the quadratic model of the loss does not hold.
+
+    Examples
+    --------
+    A quartic bowl is far from quadratic at ``sigma^2 = 2``:
+
+    >>> import warnings, numpy as np, lmatrank
+    >>> loss = lambda th: float(np.sum(th ** 2 + th ** 4))
+    >>> grad = lambda th: 2 * th + 4 * th ** 3
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     est = lmatrank.hessian_rank(loss, grad, np.zeros(3), sigma2=2.0, rng=0)
+    >>> est.info["nonquadratic"], any(issubclass(w.category, lmatrank.langevin.NonQuadraticWarning)
+    ...                               for w in caught)
+    (True, True)
+    """
 
 
 def adam_preconditioner(exp_avg_sq, *, step=None, beta2=0.999, eps=1e-8):
