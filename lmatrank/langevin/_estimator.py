@@ -36,8 +36,8 @@ from ..backends import get_backend
 from ..operators import SquaredOperator, as_preconditioner
 from ..spectral import lanczos_extremes
 from ._dynamics import DivergedRun, run_euler_maruyama
-from ._kinetic import (BAOAB_STEP_FACTOR, DEFAULT_BAOAB_CHAINS, DEFAULT_TARGET_RSE,
-                       STDERR_FLOOR, run_baoab_estimate, threshold_curve)
+from ._kinetic import (BAOAB_STEP_FACTOR, DEFAULT_BAOAB_CHAINS, DEFAULT_TARGET_RSE, P0_VARIANCE, PLATEAU_SPAN,
+                       STDERR_FLOOR, half_count_schedule, run_baoab_estimate, threshold_curve)
 
 __all__ = ["langevin_rank", "DEFAULT_MAX_MATVECS", "PAPER_SETTINGS"]
 
@@ -513,8 +513,29 @@ def _baoab_rank(op, *, gen, rtol, atol, n_chains, n_steps, n_avg, sigma2, precon
         break
     plan = out["plan"]
     trace, burn = out["trace"], out["burn_in"]
-    curve = threshold_curve(trace, plan["h"], plan["friction"], lam_max_run, squared=squared)
+    frictions = out["frictions"]
+    staged = out["stages"] is not None
+    varying = staged and bool(np.any(frictions != frictions[0]))
+    curve = threshold_curve(trace, plan["h"], frictions if varying else plan["friction"],
+                            lam_max_run, squared=squared, p0_variance=P0_VARIANCE)
     resolution = float(np.interp(max(burn, 4), curve["steps"], curve["resolution"]))
+    checks_info, plateau_info = None, None
+    if staged:
+        half = half_count_schedule(plan["h"], frictions, lam_max=lam_max_run, grid=160,
+                                   p0_variance=P0_VARIANCE)
+        if squared:
+            half = np.sqrt(half)
+        checks_info = [dict(rec, resolution=float(half[rec["step"] - 1])) for rec in out["stages"]]
+        found = out["plateau"]
+        if found is not None:
+            # the count is flat from the coarsest compared window to the end of the run:
+            # report the finest resolution the plateau was verified at
+            top_step = max(1, found["window"][0] // 2 ** PLATEAU_SPAN)
+            resolution = float(half[trace.shape[0] - 1])
+            plateau_info = dict(top=float(half[top_step - 1]), bottom=resolution,
+                                count=found["count"], differences=found["differences"],
+                                differences_stderr=found["differences_stderr"],
+                                held=found.get("held", 0))
     resolution_run = resolution ** 2 if squared else resolution
     converged = out["converged"]
     if threshold is not None and not plan["resolvable"]:
@@ -526,7 +547,8 @@ def _baoab_rank(op, *, gen, rtol, atol, n_chains, n_steps, n_avg, sigma2, precon
     rank_curve = trace.mean(axis=1)
     est, err = out["estimate"], out["stderr"]
     info = dict(
-        scheme="baoab", h=plan["h"], friction=plan["gamma"], friction_c=plan["friction"],
+        scheme="baoab", h=plan["h"],
+        friction=plan["gamma"], friction_c=plan["friction"],
         lambda_lo=plan["lambda_lo"], eta=plan["h"] ** 2 / 2.0, sigma2=settings["sigma2"],
         temperature=settings["sigma2"] / 2.0, noise=settings["noise"], corrected=True,
         n_chains=c, n_steps=out["steps"], n_avg=out["steps"] - burn, burn_in=burn,
@@ -538,7 +560,8 @@ def _baoab_rank(op, *, gen, rtol, atol, n_chains, n_steps, n_avg, sigma2, precon
         requested_threshold=threshold, drift=out["drift"], drift_stderr=out["drift_stderr"],
         stderr_method=out["stderr_method"], backoffs=attempts, backend=be.name,
         target_rse=target_rse, stderr_floor=stderr_floor, stop_reason=out["stop_reason"],
-        threshold_curve=curve,
+        threshold_curve=curve, plateau_checks=checks_info, plateau=plateau_info,
+        friction_schedule="held on a plateau" if varying else "constant",
     )
     return RankEstimate(rank=int(max(0, round(est))), estimate=est, stderr=err,
                         threshold=resolution, matvecs=op.matvecs, method="langevin",

@@ -11,16 +11,37 @@ bench/scaling.py):
 
 - step ``h = 1.9 / sqrt(lambda_max)`` with ``lambda_max`` a padded Lanczos
   estimate inflated by 1%;
-- friction ``gamma = 2.5 sqrt(lambda_lo)``: ``lambda_lo`` is the threshold when
-  `rtol`/`atol` are given, otherwise the smallest eigenvalue a chain of the
-  planned length resolves, ``(K / (N h))^2`` with ``K = 35`` (``N`` steps);
+- friction ``gamma = 2.5 sqrt(lambda_lo)`` for the smallest eigenvalue
+  ``lambda_lo`` the run must resolve;
 - burn-in detected by the MSER rule (White, Simulation 1997) on batch means of
-  the chain-averaged observable, never fixed;
-- sequential stopping: the chains are advanced in segments until the standard
-  error reaches ``max(target_rse * estimate, STDERR_FLOOR)`` (default
-  ``target_rse = 0.001``, floor half a unit) and the window shows no
-  significant drift (the plateau), or the product budget ends (``converged=False`` and a
-  :class:`~lmatrank.ConvergenceWarning`).
+  the chain-averaged observable, never fixed.
+
+The horizon (how far down the spectrum the run counts) comes from these rules:
+
+- **threshold given** (`rtol`/`atol`): ``lambda_lo`` is the threshold; the
+  chains are advanced in segments and stop once the standard error reaches
+  ``max(target_rse * estimate, STDERR_FLOOR)`` (default ``target_rse = 0.001``,
+  floor half a unit) with no significant drift in the window, or the product
+  budget ends (``converged=False`` and a :class:`~lmatrank.ConvergenceWarning`);
+- **no threshold** (the default): the friction is planned for the whole budget,
+  ``lambda_lo = (K / (N h))^2`` with ``K = 35`` (``N`` steps), with the
+  checkpoints of the first rule. The plateau search below is implemented and
+  tested but off by default (``_PLATEAU_SEARCH``; measurements in its comment).
+- **plateau search** (``_PLATEAU_SEARCH = True``): the friction is planned for the whole budget,
+  ``lambda_lo = (K / (N h))^2`` with ``K = 35`` (``N`` steps), and
+  at checkpoints ``N/2^PLATEAU_EARLIEST, ..., N/2`` the count of the window
+  ``[k/2, k]`` is compared with the windows ``[k/4, k/2]`` and
+  ``[k/8, k/4]`` (4x and 16x coarser resolution; chain-paired differences, no
+  extra products). When they agree within ``PLATEAU_Z`` standard errors the
+  rank-vs-resolution curve has a *plateau* (a spectral gap): the run stops
+  as soon as the standard-error target is met with a flat window
+  (``stop_reason="plateau"``, the plateau's finest resolution is the reported
+  threshold). If the target is not met yet but looks reachable within
+  ``_HOLD_MAX k`` more steps, the chains are *held* at the friction a
+  ``k``-step budget would use (higher: lower autocorrelation for every mode
+  above the gap) and the plateau is re-tested (``PLATEAU_RETEST_Z``) until the
+  target is met, the plateau breaks or the hold ends. Otherwise the run goes
+  on to the budget (``stop_reason`` says "no plateau").
 """
 
 from __future__ import annotations
@@ -32,10 +53,12 @@ import numpy as np
 
 from .._errors import ConvergenceWarning
 from ._dynamics import BaoabChains
-from ._modes import baoab_half_count_eigenvalue
+from ._modes import baoab_half_count_eigenvalue, baoab_step_matrices
 
-__all__ = ["DEFAULT_TARGET_RSE", "STDERR_FLOOR", "BAOAB_STEP_FACTOR", "FRICTION_FACTOR", "RESOLUTION_HORIZON", "mser_burn_in",
-           "plan_baoab", "run_baoab_estimate"]
+__all__ = ["DEFAULT_TARGET_RSE", "STDERR_FLOOR", "BAOAB_STEP_FACTOR", "FRICTION_FACTOR",
+           "RESOLUTION_HORIZON", "PLATEAU_Z", "PLATEAU_SPAN", "PLATEAU_EARLIEST", "P0_VARIANCE",
+           "mser_burn_in", "plan_baoab", "half_count_schedule", "threshold_curve",
+           "run_baoab_estimate"]
 
 #: ``h sqrt(lambda_max)`` of the automatic step (stability limit 2).
 BAOAB_STEP_FACTOR = 1.9
@@ -56,7 +79,39 @@ _STDERR_BATCHES = 4
 _MIN_BATCH_STEPS = 25
 #: Number of checkpoints of the sequential stopping rule within the budget.
 _CHECKPOINTS = 12
-
+#: Two window counts agree (a plateau) when they differ by at most this many standard errors.
+PLATEAU_Z = 2.0
+#: While a plateau is held, each re-test allows this many standard errors (the test is
+#: repeated at every checkpoint of the hold; at 2 a true plateau would be dropped by chance).
+PLATEAU_RETEST_Z = 3.0
+#: A plateau needs the count of the window ``[k/2, k]`` to agree with this many coarser
+#: windows (2: ``[k/4, k/2]`` and ``[k/8, k/4]``, a factor ~16 of resolution).
+PLATEAU_SPAN = 2
+#: Variance of the initial momenta in units of the temperature. 2 would start every mode at
+#: its stationary mean energy (measured: paper-protocol NRMSE 1.15/0.53/0.36% at d = 8/16/32
+#: vs 1.17/0.53/0.37% with 1) but makes the early count overshoot the rank (38 vs 30 in
+#: test_estimator_baoab_reports_tuning_and_threshold_curve), which would mislead a reader of
+#: the rank-vs-threshold curve; kept at 1.
+P0_VARIANCE = 1.0
+#: The first plateau test is at ``N / 2**PLATEAU_EARLIEST`` steps. Measured on paper-protocol
+#: minima (d = 8): earlier tests stop on the flat stretch above a lone tiny eigenvalue
+#: (~1e-5 lambda_max) that the rest of the budget still counts in part.
+PLATEAU_EARLIEST = 2
+_FIRST_TEST_STEPS = 48
+#: A plateau stop uses this fraction of the absolute stderr floor.
+PLATEAU_FLOOR_SCALE = 1.0
+#: A hold lasts at most this many times the checkpoint's step count.
+_HOLD_MAX = 3.0
+_MIN_STAGE_STEPS = 16
+#: While a plateau is held, re-test every this fraction of the checkpoint's step count.
+_HOLD_FRACTION = 0.5
+#: Whether a default run (no threshold, friction or n_steps) searches for a plateau. Off:
+#: measured on held-out paper-protocol minima (15,000 products) the search raised the d = 8
+#: NRMSE from 1.17% to 1.45% (stops on the flat stretch above a lone ~1e-5 lambda_max
+#: eigenvalue, and holds that end without a stop cost resolution) while saving only ~10% of
+#: the products on a rank-100 gapped matrix; see the CHANGELOG entry. With the switch off
+#: the run is the whole-budget plan of ``_run_single_plan``, bit for bit.
+_PLATEAU_SEARCH = False
 
 def mser_burn_in(curve, *, batch=None, max_fraction=0.5):
     """Burn-in by the MSER rule on batch means of a (chain-averaged) trace.
@@ -159,12 +214,47 @@ def plan_baoab(*, lam_max, n_chains, budget_steps, lam_lo=None, h=None, friction
                 lambda_lo=float(lam_lo), resolvable=resolvable)
 
 
-def threshold_curve(trace, h, friction, lam_max, *, points=60, squared=False):
+def half_count_schedule(h, frictions, *, lam_max, grid=120, p0_variance=1.0):
+    """Half-counted eigenvalue after each step of a run whose friction changes per step.
+
+    `frictions` holds ``c = exp(-gamma h)`` of every step (length ``k``). The
+    exact per-mode BAOAB recursion (:func:`._modes.baoab_step_matrices`) is
+    iterated on a log grid of eigenvalues in ``[lam_max * 1e-14, lam_max]``
+    from ``q_0 = 0``, ``p_0 ~ N(0, T)``; entry ``j`` is the smallest grid
+    eigenvalue whose running average of ``lam q^2 / T`` over steps ``1..j+1``
+    reaches 1/2 (``inf`` before any does) — the definition of
+    :func:`._modes.baoab_half_count_eigenvalue`, which this reproduces for a
+    constant friction.
+    """
+    frictions = np.asarray(frictions, dtype=np.float64)
+    n_steps = frictions.size
+    lams = lam_max * np.logspace(-14, 0, grid)
+    sigma = np.zeros((grid, 2, 2))
+    sigma[:, 1, 1] = p0_variance
+    running = np.zeros(grid)
+    out = np.full(n_steps, np.inf)
+    change = np.flatnonzero(np.diff(frictions)) + 1
+    edges = np.r_[0, change, n_steps]
+    for a, b in zip(edges[:-1], edges[1:]):
+        M, vec = baoab_step_matrices(lams, h, float(frictions[a]))
+        Mt = np.swapaxes(M, 1, 2)
+        bb = vec[:, :, None] * vec[:, None, :]
+        for k in range(a, b):
+            sigma = M @ sigma @ Mt + bb
+            running += lams * sigma[:, 0, 0]
+            half = running >= 0.5 * (k + 1)
+            if half.any():
+                out[k] = lams[int(np.argmax(half))]
+    return out
+
+
+def threshold_curve(trace, h, friction, lam_max, *, points=60, squared=False, p0_variance=1.0):
     """Rank as a function of the filter's resolution, from the run's transient.
 
     Row ``k`` of the chain-averaged trace (smoothed by a running average over
     steps ``k/2..k``) is paired with the eigenvalue the BAOAB filter half counts
-    after ``k`` steps (exact per-mode recursion, :mod:`._modes`). For
+    after ``k`` steps (exact per-mode recursion, :mod:`._modes`). `friction`
+    is ``c = exp(-gamma h)``, a number or one value per step (staged runs). For
     indefinite input (``squared``) resolutions are reported as ``|lambda|`` of
     ``S`` (square roots). No extra products.
     """
@@ -172,7 +262,12 @@ def threshold_curve(trace, h, friction, lam_max, *, points=60, squared=False):
     n = curve.size
     ks = np.unique(np.geomspace(4, max(n, 5), points).astype(int))
     ks = ks[ks <= n]
-    half = baoab_half_count_eigenvalue(h, friction, int(ks[-1]), lam_max=lam_max, grid=160)
+    if np.ndim(friction) == 0:
+        half = baoab_half_count_eigenvalue(h, float(friction), int(ks[-1]), lam_max=lam_max,
+                                           grid=160, p0_variance=p0_variance)
+    else:
+        half = half_count_schedule(h, np.asarray(friction)[:int(ks[-1])], lam_max=lam_max,
+                                   grid=160, p0_variance=p0_variance)
     cums = np.concatenate([[0.0], np.cumsum(curve)])
     count = np.array([(cums[k] - cums[k // 2]) / (k - k // 2) for k in ks])
     res = half[ks - 1]
@@ -181,24 +276,83 @@ def threshold_curve(trace, h, friction, lam_max, *, points=60, squared=False):
     return dict(steps=ks, resolution=res, count=count)
 
 
+def _paired_difference(trace, window_fine, window_coarse):
+    """Count of `window_fine` minus that of `window_coarse` (row ranges) and its stderr.
+
+    With >= 4 chains the per-chain differences are independent (the windows of
+    one chain are correlated, across chains they are not), so their spread
+    gives the standard error of the difference; with fewer chains the two
+    windows' batch-means stderrs are combined.
+    """
+    fine = trace[window_fine[0]:window_fine[1]]
+    coarse = trace[window_coarse[0]:window_coarse[1]]
+    c = trace.shape[1]
+    if c >= 4:
+        diff = fine.mean(axis=0) - coarse.mean(axis=0)
+        return float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(c))
+    _, err_f, _, _, _ = _window_stats(fine)
+    _, err_c, _, _, _ = _window_stats(coarse)
+    return float(fine.mean() - coarse.mean()), math.hypot(err_f, err_c)
+
+
+def _summary(trace, target_rse, stderr_floor):
+    burn = mser_burn_in(trace.mean(axis=1))
+    est, err, how, drift, drift_err = _window_stats(trace[burn:])
+    rse_ok = est > 0 and err <= max(target_rse * est, stderr_floor)
+    flat = not (drift > 3.0 * drift_err + 0.5 * err)  # no significant upward drift
+    return dict(burn_in=burn, estimate=est, stderr=err, stderr_method=how, drift=drift,
+                drift_stderr=drift_err, rse_ok=rse_ok, flat=flat)
+
+
 def run_baoab_estimate(run_op, be, *, lam_max, n_chains, max_steps, sigma2, precond, noise, gen,
                        lam_lo=None, h=None, friction=None, target_rse=DEFAULT_TARGET_RSE, n_steps=None,
-                       n_avg=None, progress=None, budget=None, stderr_floor=STDERR_FLOOR):
+                       n_avg=None, progress=None, budget=None, stderr_floor=STDERR_FLOOR,
+                       plateau=True):
     """Advance BAOAB chains with sequential stopping; return the trace and the summary.
 
     `max_steps` caps the steps per chain (the budget). With `n_steps` fixed the
-    run is not sequential. Raises DivergedRun on divergence.
+    run is not sequential. Without `lam_lo` (no threshold), `friction` and
+    `n_steps` the run searches for a plateau in stages (module docstring;
+    ``plateau=False`` plans the whole budget at once instead). Raises
+    DivergedRun on divergence.
+
+    The returned dict holds ``trace``, ``burn_in``, ``estimate``, ``stderr``,
+    ``converged``, ``stop_reason``, ``plan``, ``steps``, ``frictions`` (``c``
+    of every step) and, for staged runs, ``stages`` (each stage's window count,
+    its paired difference to the previous stage and whether they agree) and
+    ``plateau`` (None, or the stages of the plateau that stopped the run).
     """
     plan = plan_baoab(lam_max=lam_max, n_chains=n_chains,
                       budget_steps=n_steps or max_steps, lam_lo=lam_lo, h=h, friction=friction)
     chains = BaoabChains(run_op, be, n_chains=n_chains, h=plan["h"], friction=plan["friction"],
                          temperature=sigma2 / 2.0, precond=precond, noise=noise, gen=gen)
+    if P0_VARIANCE != 1.0:
+        chains.p *= math.sqrt(P0_VARIANCE)
     tracker = None
     if progress is not None:
         from .._progress import RunningChainMean
         tracker = RunningChainMean(0)
+    advance = dict(progress=progress, tracker=tracker, budget=budget)
+    staged = plateau and _PLATEAU_SEARCH and lam_lo is None and friction is None and n_steps is None
+    if staged:
+        out = _run_plateau_search(chains, plan, max_steps, lam_max, target_rse, stderr_floor,
+                                  advance)
+    else:
+        out = _run_single_plan(chains, plan, n_steps, max_steps, n_avg, target_rse,
+                               stderr_floor, advance)
+    if n_steps is None and not out["converged"]:
+        warnings.warn(
+            f"Langevin (BAOAB) stopped at the product budget before reaching target_rse="
+            f"{target_rse:g} (or a stderr of {stderr_floor:g}): estimate {out['estimate']:.2f} "
+            f"+- {out['stderr']:.2f} (relative {out['stderr'] / max(out['estimate'], 1e-300):.2%})",
+            ConvergenceWarning, stacklevel=4)
+    out.update(plan=plan, steps=out["trace"].shape[0])
+    return out
+
+
+def _run_single_plan(chains, plan, n_steps, max_steps, n_avg, target_rse, stderr_floor, advance):
+    """One friction for the whole run; checkpoints after ``lambda_lo`` is resolved twice over."""
     total = n_steps or max_steps
-    # the first checkpoint comes after the time needed to resolve lambda_lo twice over
     resolve_steps = int(math.ceil(2 * RESOLUTION_HORIZON / (math.sqrt(plan["lambda_lo"]) * plan["h"])))
     first = min(total, max(16, resolve_steps, total // _CHECKPOINTS))
     segments = [first]
@@ -206,19 +360,15 @@ def run_baoab_estimate(run_op, be, *, lam_max, n_chains, max_steps, sigma2, prec
     while sum(segments) < total:
         segments.append(min(step, total - sum(segments)))
     pieces = []
-    stop_reason = "budget"
+    stop_reason = "budget end before target_rse was reached"
     met = False
     for seg in segments:
-        pieces.append(chains.advance(seg, progress=progress, tracker=tracker, budget=budget))
-        trace = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+        pieces.append(chains.advance(seg, **advance))
         if n_steps is not None:
             continue
-        burn = mser_burn_in(trace.mean(axis=1))
-        window = trace[burn:]
-        est, err, _, drift, drift_err = _window_stats(window)
-        rse_ok = est > 0 and err <= max(target_rse * est, stderr_floor)
-        flat = not (drift > 3.0 * drift_err + 0.5 * err)  # no significant upward drift
-        if rse_ok and flat:
+        trace = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+        s = _summary(trace, target_rse, stderr_floor)
+        if s["rse_ok"] and s["flat"]:
             met = True
             stop_reason = "target_rse reached with a flat window"
             break
@@ -232,14 +382,102 @@ def run_baoab_estimate(run_op, be, *, lam_max, n_chains, max_steps, sigma2, prec
         if n_steps is not None:
             met = True
             stop_reason = "fixed n_steps"
-    window = trace[burn:]
-    est, err, how, drift, drift_err = _window_stats(window)
-    if n_steps is None and not met:
-        warnings.warn(
-            f"Langevin (BAOAB) stopped at the product budget before reaching target_rse="
-            f"{target_rse:g} (or a stderr of {stderr_floor:g}): estimate {est:.2f} +- {err:.2f} "
-            f"(relative {err / max(est, 1e-300):.2%})",
-            ConvergenceWarning, stacklevel=4)
+    est, err, how, drift, drift_err = _window_stats(trace[burn:])
     return dict(trace=trace, burn_in=burn, estimate=est, stderr=err, stderr_method=how,
                 drift=drift, drift_stderr=drift_err, converged=met, stop_reason=stop_reason,
-                plan=plan, steps=trace.shape[0])
+                frictions=np.full(trace.shape[0], plan["friction"]), stages=None, plateau=None)
+
+
+def _run_plateau_search(chains, plan, max_steps, lam_max, target_rse, stderr_floor, advance):
+    """Whole-budget friction, checkpoints at doubling step counts, plateau test at each."""
+    h, base = plan["h"], plan["friction"]
+    stop_floor = stderr_floor * PLATEAU_FLOOR_SCALE  # a plateau stop ends the run early
+    pieces, frictions, checks = [], [], []
+    done = 0
+    found = None
+
+    def run(steps, friction):
+        nonlocal done
+        chains.set_friction(friction)
+        pieces.append(chains.advance(steps, **advance))
+        frictions.append(np.full(steps, friction))
+        done += steps
+        return np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+
+    def test(trace, fine, z):
+        """Count of window `fine` against the two windows before it (each half as long)."""
+        a, b = fine
+        coarse = [(a // 2, a), (a // 4, a // 2)]
+        diffs, ses = [], []
+        for win in coarse[:PLATEAU_SPAN]:
+            diff, se = _paired_difference(trace, fine, win)
+            diffs.append(diff)
+            ses.append(se)
+        agrees = all(abs(d) <= z * e for d, e in zip(diffs, ses))
+        return agrees, dict(step=b, window=fine, count=float(trace[a:b].mean()),
+                            differences=diffs, differences_stderr=ses, agrees=bool(agrees))
+
+    checkpoints = [max_steps]
+    earliest = max(_FIRST_TEST_STEPS, max_steps >> PLATEAU_EARLIEST)
+    while checkpoints[-1] // 2 >= earliest:
+        checkpoints.append(checkpoints[-1] // 2)
+    checkpoints = checkpoints[::-1]
+    for k in checkpoints:
+        if k <= done:
+            continue
+        trace = run(k - done, base)
+        if k >= max_steps:
+            break
+        agrees, rec = test(trace, (k // 2, k), PLATEAU_Z)
+        checks.append(rec)
+        if not agrees:
+            continue
+        summary = _summary(trace, target_rse, stop_floor)
+        if summary["rse_ok"] and summary["flat"]:
+            found = rec
+            break
+        # hold only when the stderr target looks reachable within the hold: at the present
+        # efficiency it needs k ((stderr / target)^2 - 1) more steps (the hold's higher
+        # friction only helps)
+        goal = max(target_rse * max(summary["estimate"], 0.0), stderr_floor)
+        needed = k * ((summary["stderr"] / goal) ** 2 - 1.0) if goal > 0 else math.inf
+        rec["hold_steps_needed"] = float(needed)
+        if not needed <= _HOLD_MAX * k:
+            continue
+        # hold: the friction a k-step budget would have been planned with (higher than the
+        # whole-budget one) lowers the autocorrelation of every mode above the gap
+        lam_hold = max((RESOLUTION_HORIZON / (k * h)) ** 2, plan["lambda_lo"])
+        hold_friction = math.exp(-FRICTION_FACTOR * math.sqrt(lam_hold) * h)
+        rec.update(hold_lambda=lam_hold, held=0)
+        hold_end = min(max_steps, done + int(_HOLD_MAX * k))
+        segment = max(_MIN_STAGE_STEPS, int(_HOLD_FRACTION * k))
+        while done < hold_end:
+            trace = run(min(segment, hold_end - done), hold_friction)
+            rec["held"] += 1
+            agrees, again = test(trace, (k // 2, done), PLATEAU_RETEST_Z)
+            rec["retest"] = again
+            if not agrees:
+                break
+            summary = _summary(trace, target_rse, stop_floor)
+            if summary["rse_ok"] and summary["flat"]:
+                found = rec
+                break
+        if found is not None:
+            break
+        if done >= max_steps:
+            break
+    if done < max_steps and found is None:
+        trace = run(max_steps - done, base)
+    trace = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+    summary = _summary(trace, target_rse, stderr_floor)
+    if found is not None:
+        met, stop_reason = True, "plateau"
+    else:
+        met = summary["rse_ok"] and summary["flat"]
+        stop_reason = ("budget end, no plateau" + ("" if met else
+                                                   " (target_rse or a flat window not reached)"))
+    return dict(trace=trace, burn_in=summary["burn_in"], estimate=summary["estimate"],
+                stderr=summary["stderr"], stderr_method=summary["stderr_method"],
+                drift=summary["drift"], drift_stderr=summary["drift_stderr"], converged=met,
+                stop_reason=stop_reason, frictions=np.concatenate(frictions), stages=checks,
+                plateau=found)

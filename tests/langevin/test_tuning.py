@@ -51,3 +51,54 @@ def test_threshold_curve_pairs_counts_with_resolutions():
     out = threshold_curve(trace, 1.9, 0.98, 1.0)
     assert out["resolution"].shape == out["count"].shape == out["steps"].shape
     assert out["count"][-1] == 10.0
+
+
+# ---------------------------------------------------------------- plateau search (issue #4)
+
+import warnings  # noqa: E402
+
+import pytest  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+
+from lmatrank import ConvergenceWarning, estimate_rank  # noqa: E402
+from lmatrank.langevin import _kinetic  # noqa: E402
+from lmatrank.langevin._kinetic import half_count_schedule  # noqa: E402
+from lmatrank.langevin._modes import baoab_half_count_eigenvalue as _half  # noqa: E402
+
+
+def test_half_count_schedule_reproduces_the_constant_friction_curve():
+    h, c = 1.9, math.exp(-0.05 * 1.9)
+    exact = _half(h, c, 300, lam_max=1.0, grid=120)
+    np.testing.assert_allclose(half_count_schedule(h, np.full(300, c), lam_max=1.0), exact)
+    # higher friction for the second half: overdamped small modes are counted later
+    mixed = half_count_schedule(h, np.r_[np.full(150, c), np.full(150, c ** 8)], lam_max=1.0)
+    assert np.all(mixed[:150] == exact[:150]) and mixed[-1] >= exact[-1]
+
+
+@pytest.fixture
+def plateau_search(monkeypatch):
+    monkeypatch.setattr(_kinetic, "_PLATEAU_SEARCH", True)
+
+
+def test_gapped_spectrum_stops_on_a_plateau_before_the_budget(plateau_search):
+    # rank 60, eigenvalues in [0.3, 1], then zeros: flat count below 0.3
+    A = sp.diags(np.r_[np.geomspace(0.3, 1.0, 60), np.zeros(240)]).tocsr()
+    est = estimate_rank(A, method="langevin", rng=3, max_matvecs=12000, target_rse=0.01)
+    assert est.info["stop_reason"] == "plateau" and est.converged
+    assert est.matvecs < 0.75 * 12000
+    plateau = est.info["plateau"]
+    assert est.threshold == plateau["bottom"] < plateau["top"] < 0.3
+    assert abs(est.estimate - 60) <= 5 * est.stderr
+
+
+def test_continuous_spectrum_does_not_stop_on_a_false_plateau(plateau_search):
+    # 200 eigenvalues log-uniform over 8 decades: ~10 per factor 4 of resolution
+    A = sp.diags(np.r_[np.geomspace(1e-8, 1.0, 200), np.zeros(100)]).tocsr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = estimate_rank(A, method="langevin", rng=4, max_matvecs=6000, target_rse=0.01)
+    assert est.info["stop_reason"].startswith("budget end, no plateau")
+    assert est.info["plateau"] is None
+    assert est.matvecs > 6000 - 8  # ran to the budget
+    checks = est.info["plateau_checks"]
+    assert checks and not any(chk["agrees"] for chk in checks)
