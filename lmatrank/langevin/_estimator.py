@@ -118,7 +118,7 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
                   n_steps=None, n_avg=None, eta=None, sigma2=None, preconditioner=None,
                   noise=None, corrected=None, max_matvecs=None, backend=None,
                   spectrum="auto", lanczos_steps=None, progress=False, scheme=None, h=None,
-                  friction=None, target_rse=None):
+                  friction=None, target_rse=None, plateau=False):
     """Estimate ``rank(S)`` from the expected loss of preconditioned Langevin dynamics.
 
     Called through :func:`lmatrank.estimate_rank` with ``method="langevin"``;
@@ -177,6 +177,16 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
     friction : float
         BAOAB friction ``gamma`` (default ``2.5 sqrt(lambda_lo)``, ``lambda_lo``
         the threshold or the smallest eigenvalue the budget resolves).
+    plateau : bool
+        BAOAB without `rtol`/`atol`: stop early once the rank-vs-resolution
+        curve is flat over a 16-fold range of resolutions (a spectral gap,
+        checked at a quarter and half of the budget from the runs already
+        made) and the error target is met; ``info["stop_reason"]`` is then
+        ``"plateau"`` and ``threshold`` the finest resolution verified. Off by
+        default: on held-out paper-protocol minima (15,000 products) it raised
+        the d = 8 NRMSE from 1.17% to 1.45% (a flat stretch above a lone
+        ~1e-5 lambda_max eigenvalue looks like a gap) while saving ~10% of the
+        products on a gapped rank-100 matrix.
     target_rse : float
         BAOAB: stop once the standard error is at most
         ``max(target_rse * estimate, 0.5)`` and the window shows no drift
@@ -233,9 +243,9 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
                            n_avg=n_avg, sigma2=sigma2, preconditioner=preconditioner,
                            noise=noise, max_matvecs=max_matvecs, backend=backend,
                            spectrum=spectrum, lanczos_steps=lanczos_steps, progress=progress,
-                           h=h, friction=friction, target_rse=target_rse)
-    if h is not None or friction is not None or target_rse is not None:
-        raise ValueError("h, friction and target_rse apply to scheme='baoab'")
+                           h=h, friction=friction, target_rse=target_rse, plateau=plateau)
+    if h is not None or friction is not None or target_rse is not None or plateau:
+        raise ValueError("h, friction, target_rse and plateau apply to scheme='baoab'")
     settings = dict(n_chains=n_chains, n_steps=n_steps, n_avg=n_avg, eta=eta, sigma2=sigma2,
                     noise=noise, corrected=corrected)
     if paper:
@@ -420,7 +430,8 @@ def _summarise(trace, plan, settings, eta, op, bounds, squared, be, attempts,
 
 
 def _baoab_rank(op, *, gen, rtol, atol, n_chains, n_steps, n_avg, sigma2, preconditioner, noise,
-                max_matvecs, backend, spectrum, lanczos_steps, progress, h, friction, target_rse):
+                max_matvecs, backend, spectrum, lanczos_steps, progress, h, friction, target_rse,
+                plateau=False):
     """``scheme="baoab"``: kinetic Langevin with automatic tuning and sequential stopping."""
     n = op.n
     settings = dict(n_chains=DEFAULT_BAOAB_CHAINS if n_chains is None else n_chains,
@@ -490,7 +501,7 @@ def _baoab_rank(op, *, gen, rtol, atol, n_chains, n_steps, n_avg, sigma2, precon
                 run_op, be, lam_max=lam_max_run, n_chains=c, max_steps=max_steps,
                 sigma2=settings["sigma2"], precond=precond, noise=settings["noise"], gen=gen,
                 lam_lo=threshold, h=step, friction=friction, target_rse=target_rse,
-                stderr_floor=stderr_floor,
+                stderr_floor=stderr_floor, plateau=bool(plateau),
                 n_steps=n_steps, n_avg=n_avg, progress=bar, budget=budget)
         except DivergedRun as exc:
             attempts.append(dict(h=step, squared=squared, step=exc.step, value=exc.value))

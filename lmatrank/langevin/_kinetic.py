@@ -26,8 +26,9 @@ The horizon (how far down the spectrum the run counts) comes from these rules:
 - **no threshold** (the default): the friction is planned for the whole budget,
   ``lambda_lo = (K / (N h))^2`` with ``K = 35`` (``N`` steps), with the
   checkpoints of the first rule. The plateau search below is implemented and
-  tested but off by default (``_PLATEAU_SEARCH``; measurements in its comment).
-- **plateau search** (``_PLATEAU_SEARCH = True``): the friction is planned for the whole budget,
+  tested but off by default (option ``plateau=True`` of ``langevin_rank``; the
+  measurements behind the default are in its docstring).
+- **plateau search** (``plateau=True``): the friction is planned for the whole budget,
   ``lambda_lo = (K / (N h))^2`` with ``K = 35`` (``N`` steps), and
   at checkpoints ``N/2^PLATEAU_EARLIEST, ..., N/2`` the count of the window
   ``[k/2, k]`` is compared with the windows ``[k/4, k/2]`` and
@@ -105,13 +106,6 @@ _HOLD_MAX = 3.0
 _MIN_STAGE_STEPS = 16
 #: While a plateau is held, re-test every this fraction of the checkpoint's step count.
 _HOLD_FRACTION = 0.5
-#: Whether a default run (no threshold, friction or n_steps) searches for a plateau. Off:
-#: measured on held-out paper-protocol minima (15,000 products) the search raised the d = 8
-#: NRMSE from 1.17% to 1.45% (stops on the flat stretch above a lone ~1e-5 lambda_max
-#: eigenvalue, and holds that end without a stop cost resolution) while saving only ~10% of
-#: the products on a rank-100 gapped matrix; see the CHANGELOG entry. With the switch off
-#: the run is the whole-budget plan of ``_run_single_plan``, bit for bit.
-_PLATEAU_SEARCH = False
 
 def mser_burn_in(curve, *, batch=None, max_fraction=0.5):
     """Burn-in by the MSER rule on batch means of a (chain-averaged) trace.
@@ -307,7 +301,7 @@ def _summary(trace, target_rse, stderr_floor):
 def run_baoab_estimate(run_op, be, *, lam_max, n_chains, max_steps, sigma2, precond, noise, gen,
                        lam_lo=None, h=None, friction=None, target_rse=DEFAULT_TARGET_RSE, n_steps=None,
                        n_avg=None, progress=None, budget=None, stderr_floor=STDERR_FLOOR,
-                       plateau=True):
+                       plateau=False):
     """Advance BAOAB chains with sequential stopping; return the trace and the summary.
 
     `max_steps` caps the steps per chain (the budget). With `n_steps` fixed the
@@ -333,7 +327,7 @@ def run_baoab_estimate(run_op, be, *, lam_max, n_chains, max_steps, sigma2, prec
         from .._progress import RunningChainMean
         tracker = RunningChainMean(0)
     advance = dict(progress=progress, tracker=tracker, budget=budget)
-    staged = plateau and _PLATEAU_SEARCH and lam_lo is None and friction is None and n_steps is None
+    staged = plateau and lam_lo is None and friction is None and n_steps is None
     if staged:
         out = _run_plateau_search(chains, plan, max_steps, lam_max, target_rse, stderr_floor,
                                   advance)

@@ -61,7 +61,6 @@ import pytest  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
 from lmatrank import ConvergenceWarning, estimate_rank  # noqa: E402
-from lmatrank.langevin import _kinetic  # noqa: E402
 from lmatrank.langevin._kinetic import half_count_schedule  # noqa: E402
 from lmatrank.langevin._modes import baoab_half_count_eigenvalue as _half  # noqa: E402
 
@@ -75,15 +74,13 @@ def test_half_count_schedule_reproduces_the_constant_friction_curve():
     assert np.all(mixed[:150] == exact[:150]) and mixed[-1] >= exact[-1]
 
 
-@pytest.fixture
-def plateau_search(monkeypatch):
-    monkeypatch.setattr(_kinetic, "_PLATEAU_SEARCH", True)
-
-
-def test_gapped_spectrum_stops_on_a_plateau_before_the_budget(plateau_search):
+def test_gapped_spectrum_stops_on_a_plateau_before_the_budget():
     # rank 60, eigenvalues in [0.3, 1], then zeros: flat count below 0.3
     A = sp.diags(np.r_[np.geomspace(0.3, 1.0, 60), np.zeros(240)]).tocsr()
-    est = estimate_rank(A, method="langevin", rng=3, max_matvecs=12000, target_rse=0.01)
+    est = estimate_rank(A, method="langevin", rng=3, max_matvecs=12000, target_rse=0.01,
+                        plateau=True)
+    default = estimate_rank(A, method="langevin", rng=3, max_matvecs=12000, target_rse=0.01)
+    assert default.info["stop_reason"] != "plateau"
     assert est.info["stop_reason"] == "plateau" and est.converged
     assert est.matvecs < 0.75 * 12000
     plateau = est.info["plateau"]
@@ -91,14 +88,20 @@ def test_gapped_spectrum_stops_on_a_plateau_before_the_budget(plateau_search):
     assert abs(est.estimate - 60) <= 5 * est.stderr
 
 
-def test_continuous_spectrum_does_not_stop_on_a_false_plateau(plateau_search):
+def test_continuous_spectrum_does_not_stop_on_a_false_plateau():
     # 200 eigenvalues log-uniform over 8 decades: ~10 per factor 4 of resolution
     A = sp.diags(np.r_[np.geomspace(1e-8, 1.0, 200), np.zeros(100)]).tocsr()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        est = estimate_rank(A, method="langevin", rng=4, max_matvecs=6000, target_rse=0.01)
+        est = estimate_rank(A, method="langevin", rng=4, max_matvecs=6000, target_rse=0.01,
+                            plateau=True)
     assert est.info["stop_reason"].startswith("budget end, no plateau")
     assert est.info["plateau"] is None
     assert est.matvecs > 6000 - 8  # ran to the budget
     checks = est.info["plateau_checks"]
     assert checks and not any(chk["agrees"] for chk in checks)
+
+
+def test_plateau_option_is_baoab_only():
+    with pytest.raises(ValueError, match="plateau apply to scheme='baoab'"):
+        estimate_rank(np.eye(5), method="langevin", scheme="em", plateau=True)
