@@ -23,9 +23,9 @@ class RankEstimate:
         deterministic methods).
     threshold : float
         Absolute eigenvalue magnitude the count refers to. For Langevin runs it
-        is the filter's effective resolution: the eigenvalue (of ``G S``, or of
-        ``S**2`` for indefinite input) whose mode is half counted at the start
-        of the averaging window.
+        is the filter's effective resolution: the eigenvalue of ``G S`` whose
+        mode is half counted at the start of the averaging window (indefinite
+        input runs on ``S**2`` and reports the magnitude ``|lambda|`` of ``S``).
     matvecs : int
         Single-vector products with ``A`` spent (a block of ``c`` vectors counts ``c``).
     method : str
