@@ -114,6 +114,19 @@ def _spectrum_bounds(op, precond, gen, lanczos_steps):
     return lanczos_extremes(apply, op.n, rng=gen, n_steps=lanczos_steps)
 
 
+def _run_operator(op, precond, gen, lanczos_steps, bounds, squared):
+    """The operator a run simulates (``S`` or ``S**2``), its padded lambda_max and its
+    Lanczos lower bound (``ritz_max``) on lambda_max, for the step-size rules."""
+    if not squared:
+        return op, max(bounds["lambda_max"], 0.0), bounds["ritz_max"]
+    run_op = SquaredOperator(op)
+    if precond.is_identity:  # the extremes of S give those of S**2 without new products
+        return (run_op, max(bounds["lambda_max"], -bounds["lambda_min"]) ** 2,
+                max(bounds["ritz_max"], -bounds["ritz_min"]) ** 2)
+    sq_bounds = _spectrum_bounds(run_op, precond, gen, lanczos_steps)
+    return run_op, sq_bounds["lambda_max"], sq_bounds["ritz_max"]
+
+
 def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=None,
                   n_steps=None, n_avg=None, eta=None, sigma2=None, preconditioner=None,
                   noise=None, corrected=None, max_matvecs=None, backend=None,
@@ -273,15 +286,8 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
     attempts = []
     backoff = 1.0
     while True:
-        run_op = SquaredOperator(op) if squared else op
-        if squared and precond.is_identity:
-            lam_max_run = max(bounds["lambda_max"], -bounds["lambda_min"]) ** 2
-            ritz_max_run = max(bounds["ritz_max"], -bounds["ritz_min"]) ** 2
-        elif squared:
-            sq_bounds = _spectrum_bounds(run_op, precond, gen, lanczos_steps)
-            lam_max_run, ritz_max_run = sq_bounds["lambda_max"], sq_bounds["ritz_max"]
-        else:
-            lam_max_run, ritz_max_run = max(bounds["lambda_max"], 0.0), bounds["ritz_max"]
+        run_op, lam_max_run, ritz_max_run = _run_operator(op, precond, gen, lanczos_steps,
+                                                          bounds, squared)
         if user_eta is not None:
             step = user_eta
         else:
@@ -460,16 +466,9 @@ def _baoab_rank(op, *, gen, rtol, atol, n_chains, n_steps, n_avg, sigma2, precon
     attempts = []
     backoff = 1.0
     while True:
-        run_op = SquaredOperator(op) if squared else op
         pps = 2 if squared else 1
-        if squared and precond.is_identity:
-            lam_max_run = max(bounds["lambda_max"], -bounds["lambda_min"]) ** 2
-            ritz_max_run = max(bounds["ritz_max"], -bounds["ritz_min"]) ** 2
-        elif squared:
-            sq_bounds = _spectrum_bounds(run_op, precond, gen, lanczos_steps)
-            lam_max_run, ritz_max_run = sq_bounds["lambda_max"], sq_bounds["ritz_max"]
-        else:
-            lam_max_run, ritz_max_run = max(bounds["lambda_max"], 0.0), bounds["ritz_max"]
+        run_op, lam_max_run, ritz_max_run = _run_operator(op, precond, gen, lanczos_steps,
+                                                          bounds, squared)
         lam_max_run *= LAMBDA_MAX_INFLATION
         if h is not None and h * h * ritz_max_run >= 4.0:
             raise DivergenceError(
