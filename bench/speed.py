@@ -342,7 +342,7 @@ def acceptance(records, bandwidth):
 
 
 def markdown(result):
-    lines = [f"# Speed: numpy reference vs Numba backend\n",
+    lines = ["# Speed: numpy reference vs Numba backend\n",
              f"Machine: {C.machine_line(result['machine'])}.\n",
              f"Command: `{result['command']}`; medians of {result['config']['reps']} "
              "repetitions, milliseconds per step (one step = one block product with b chains "

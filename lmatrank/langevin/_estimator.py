@@ -114,6 +114,22 @@ def _spectrum_bounds(op, precond, gen, lanczos_steps):
     return lanczos_extremes(apply, op.n, rng=gen, n_steps=lanczos_steps)
 
 
+def _prepare(op, preconditioner, backend, gen, lanczos_steps, spectrum):
+    """Preconditioner, backend, Lanczos bounds of ``G S`` and whether to run on ``S**2``.
+
+    ``bounds`` is None when Lanczos finds the operator to be zero.
+    """
+    precond = as_preconditioner(preconditioner, op.n, op.dtype)
+    be = get_backend(backend, op)
+    bounds = _spectrum_bounds(op, precond, gen, lanczos_steps)
+    scale = max(abs(bounds["ritz_max"]), abs(bounds["ritz_min"]))
+    if scale == 0.0:
+        return precond, be, None, False
+    squared = spectrum == "indefinite" or (
+        spectrum == "auto" and _looks_indefinite(bounds, scale, op.dtype))
+    return precond, be, bounds, squared
+
+
 def _run_operator(op, precond, gen, lanczos_steps, bounds, squared):
     """The operator a run simulates (``S`` or ``S**2``), its padded lambda_max and its
     Lanczos lower bound (``ritz_max``) on lambda_max, for the step-size rules."""
@@ -243,7 +259,6 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
     (False, 'gaussian', 0.0001)
     """
     gen = np.random.default_rng(rng)
-    n = op.n
     if scheme is None:
         scheme = "em" if (paper or eta is not None or corrected is not None) else DEFAULT_SCHEME
     if scheme not in ("em", "baoab"):
@@ -273,14 +288,10 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
     if max_matvecs is None and not paper and settings["n_steps"] is None:
         max_matvecs = DEFAULT_MAX_MATVECS
 
-    precond = as_preconditioner(preconditioner, n, op.dtype)
-    be = get_backend(backend, op)
-    bounds = _spectrum_bounds(op, precond, gen, lanczos_steps)
-    scale = max(abs(bounds["ritz_max"]), abs(bounds["ritz_min"]))
-    if scale == 0.0:
-        return _zero_operator_result(op, bounds, be)
-    squared = spectrum == "indefinite" or (
-        spectrum == "auto" and _looks_indefinite(bounds, scale, op.dtype))
+    precond, be, bounds, squared = _prepare(op, preconditioner, backend, gen, lanczos_steps,
+                                            spectrum)
+    if bounds is None:
+        return _zero_operator_result(op, be)
 
     user_eta = settings["eta"]
     attempts = []
@@ -389,10 +400,10 @@ def _plan(settings, eta, max_matvecs, spent, products_per_step, rtol, atol, lam_
                 requested_threshold=threshold)
 
 
-def _zero_operator_result(op, bounds, be):
+def _zero_operator_result(op, be):
     return RankEstimate(rank=0, estimate=0.0, stderr=0.0, threshold=0.0,
                         matvecs=op.matvecs, method="langevin", converged=True,
-                        info=dict(reason="Lanczos found the operator to be zero", lanczos=bounds,
+                        info=dict(reason="Lanczos found the operator to be zero",
                                   backend=be.name))
 
 
@@ -439,7 +450,6 @@ def _baoab_rank(op, *, gen, rtol, atol, n_chains, n_steps, n_avg, sigma2, precon
                 max_matvecs, backend, spectrum, lanczos_steps, progress, h, friction, target_rse,
                 plateau=False):
     """``scheme="baoab"``: kinetic Langevin with automatic tuning and sequential stopping."""
-    n = op.n
     settings = dict(n_chains=DEFAULT_BAOAB_CHAINS if n_chains is None else n_chains,
                     n_steps=n_steps, n_avg=n_avg, eta=None,
                     sigma2=1.0 if sigma2 is None else sigma2,
@@ -454,14 +464,10 @@ def _baoab_rank(op, *, gen, rtol, atol, n_chains, n_steps, n_avg, sigma2, precon
         raise ValueError(f"target_rse must be a positive finite number, got {target_rse!r}")
     if max_matvecs is None and n_steps is None:
         max_matvecs = DEFAULT_MAX_MATVECS
-    precond = as_preconditioner(preconditioner, n, op.dtype)
-    be = get_backend(backend, op)
-    bounds = _spectrum_bounds(op, precond, gen, lanczos_steps)
-    scale = max(abs(bounds["ritz_max"]), abs(bounds["ritz_min"]))
-    if scale == 0.0:
-        return _zero_operator_result(op, bounds, be)
-    squared = spectrum == "indefinite" or (
-        spectrum == "auto" and _looks_indefinite(bounds, scale, op.dtype))
+    precond, be, bounds, squared = _prepare(op, preconditioner, backend, gen, lanczos_steps,
+                                            spectrum)
+    if bounds is None:
+        return _zero_operator_result(op, be)
     c = settings["n_chains"]
     attempts = []
     backoff = 1.0

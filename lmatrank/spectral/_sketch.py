@@ -42,7 +42,6 @@ Cost for a final width ``k``: ``k`` products, about ``7 n k^2 + 6 k^3`` flops
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import scipy.linalg

@@ -14,7 +14,7 @@ from lmatrank.operators import SquaredOperator, as_operator, as_preconditioner
 
 numba = pytest.importorskip("numba")
 from lmatrank.backends._numba import (  # noqa: E402
-    PARALLEL_MIN_ENTRIES, ROUNDING_RATIO_WARN, NumbaBackend, draw_key)
+    PARALLEL_MIN_ENTRIES, ROUNDING_RATIO_WARN, NumbaBackend)
 
 _GOLDEN = 0x9E3779B97F4A7C15
 _MASK64 = (1 << 64) - 1
