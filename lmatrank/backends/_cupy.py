@@ -279,16 +279,9 @@ class DeviceLinearNetworkHessian:
         return xp.ascontiguousarray(xp.concatenate(cols, axis=1).T)
 
     def _chain(self, left, X, right):
-        xp = self._xp
-        if left is None:
-            return X if right is None else xp.matmul(X, right)
-        if right is None:
-            return xp.matmul(left, X)
-        p, r = left.shape
-        s, q = right.shape
-        if p * r * s + p * s * q <= r * s * q + p * r * q:
-            return xp.matmul(xp.matmul(left, X), right)
-        return xp.matmul(left, xp.matmul(X, right))
+        from ..operators._linear_network import _matmul3
+
+        return _matmul3(left, X, right, matmul=self._xp.matmul)
 
     def matmat(self, X):
         V = self._unpack(X)

@@ -63,6 +63,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from . import _numba_kernels as _k
+from ._numpy import NumpyBackend
 
 __all__ = ["NumbaBackend", "PARALLEL_MIN_ENTRIES", "ROUNDING_RATIO_WARN", "REORDER_MIN_NNZ", "REORDER_MIN_GAIN"]
 
@@ -321,14 +322,8 @@ class NumbaBackend:
         self._check_rounding(theta, sq, noise_std, gdiag, use_g)
         return quad.sum(axis=0), gnorm.sum(axis=0)
 
-    def _em_update_general(self, theta, s_theta, *, eta, noise_std, precond, noise, gen):
-        g_s_theta = precond.apply(s_theta)
-        quad = np.einsum("ij,ij->j", theta, s_theta, dtype=np.float64)
-        gnorm = np.einsum("ij,ij->j", s_theta, g_s_theta, dtype=np.float64)
-        xi = precond.apply_factor(self.noise(gen, theta.shape, noise, theta.dtype))
-        theta -= eta * g_s_theta
-        theta += noise_std * xi
-        return quad, gnorm
+    # general preconditioners: the reference update, with this backend's noise (self.noise)
+    _em_update_general = NumpyBackend.em_update
 
     def em_step(self, op, theta, *, eta, noise_std, precond, noise, gen):
         """One full EM step: ``S theta``, noise, update and observables.

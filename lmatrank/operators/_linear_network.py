@@ -97,18 +97,19 @@ def _as_weight(W, k):
     return arr
 
 
-def _matmul3(left, X, right):
+def _matmul3(left, X, right, matmul=np.matmul):
     """``left @ X @ right`` for a stack ``X`` of shape (b, r, s); `left`/`right`
-    are 2-D matrices or None (identity). Picks the cheaper association."""
+    are 2-D matrices or None (identity). Picks the cheaper association.
+    `matmul` is the array namespace's (``cupy.matmul`` on the device)."""
     if left is None:
-        return X if right is None else np.matmul(X, right)
+        return X if right is None else matmul(X, right)
     if right is None:
-        return np.matmul(left, X)
+        return matmul(left, X)
     p, r = left.shape
     s, q = right.shape
     if p * r * s + p * s * q <= r * s * q + p * r * q:
-        return np.matmul(np.matmul(left, X), right)
-    return np.matmul(left, np.matmul(X, right))
+        return matmul(matmul(left, X), right)
+    return matmul(left, matmul(X, right))
 
 
 class LinearNetworkHessian:
