@@ -26,7 +26,17 @@ _FACTORIES = {"numpy": NumpyBackend, "numba": _numba_factory}
 _AUTO_ORDER = ["numba", "numpy"]
 # inputs living on a CUDA device (CuPy, torch CUDA, DLPack CUDA) go to this backend only
 _FACTORIES["cupy"] = CupyBackend
-__all__ += ["CounterStream", "CupyBackend", "device_host_apply", "device_namespace"]
+__all__ += ["CounterStream", "CupyBackend", "NumbaBackend", "device_host_apply",
+            "device_namespace"]
+
+
+def __getattr__(name):
+    # NumbaBackend is imported on first use: importing numba costs ~0.3 s
+    if name == "NumbaBackend":
+        from ._numba import NumbaBackend
+
+        return NumbaBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def register_backend(name, factory):
@@ -68,8 +78,11 @@ def get_backend(name=None, op=None):
 
     Parameters
     ----------
-    name : {None, "numpy", "numba", "cupy"}
+    name : {None, "numpy", "numba", "cupy"} or backend object
         None picks the fastest available backend for `op`'s array namespace.
+        A backend object (e.g. ``NumbaBackend(reorder=True)``, which is how
+        backend options reach ``estimate_rank(..., backend=...)``) is returned
+        as it is.
     op : CountingOperator, optional
         The operator the backend will drive.
 
@@ -82,7 +95,16 @@ def get_backend(name=None, op=None):
     'numpy'
     >>> get_backend(None, as_operator(np.eye(3))).name in ("numba", "numpy")  # host input
     True
+    >>> be = NumpyBackend()
+    >>> get_backend(be) is be
+    True
     """
+    if name is not None and not isinstance(name, str):
+        missing = [m for m in ("matmat", "noise", "em_update") if not hasattr(name, m)]
+        if missing:
+            raise TypeError(f"backend must be a name or a backend object; {name!r} has no "
+                            f"{', '.join(missing)}")
+        return name
     if name is None and op is not None and operator_device_namespace(op) is not None:
         # device input: never copy it to the host behind the user's back
         try:

@@ -13,9 +13,19 @@ What is faster than the numpy reference, and why
 - Noise: counter-based (SplitMix64 of a per-step key and the entry's position,
   see :mod:`._numba_kernels`), generated inside the update loop; Rademacher
   signs cost one 64-bit hash per 64 entries.
-- ``em_step`` for sparse operators fuses product, noise, update and float64
-  observables: the state is read once and the next state written once
-  (into a second buffer, since neighbouring rows still need the old values).
+- ``em_step`` / ``baoab_step`` for sparse operators run either one fused
+  kernel (product, noise, update and float64 observables: the state is read
+  once and the next state written once, into a second buffer since
+  neighbouring rows still need the old values) or two passes (the product
+  kernel, then the update kernel). Which is faster depends on the matrix:
+  measured on this project's 2-core machine (``python -m bench speed``), the
+  fused kernel wins on banded matrices with many chains, where the product is
+  compute-bound, and loses by up to 2x on random sparsity, where the product
+  waits on scattered loads and the longer fused loop body keeps fewer of them
+  in flight. The two variants perform the same floating-point operations in
+  the same order (bit-identical results), so ``fuse="auto"`` (the default)
+  simply times each on the first calls for a given matrix and block and keeps
+  the faster.
 - Dense operators use BLAS (``numpy.matmul`` into a preallocated buffer);
   structured operators (Kronecker, linear-network Hessian) use their own
   stacked BLAS products, which have no Python loops over chains.
@@ -39,8 +49,8 @@ the summation order inside each row, i.e. the results to rounding only.
 Float32
 -------
 With a float32 operator the matrix and the state are stored (and moved) in
-float32; row sums of the fused step and all observables are accumulated in
-float64. Null-space components of the state random-walk (their size grows
+float32 (products too, as scipy does); the updates and all observables are
+computed in float64. Null-space components of the state random-walk (their size grows
 like ``sqrt(k)`` noise steps) and are invisible to the observable in exact
 arithmetic; storing such a large state in float32 adds rounding noise of
 variance about ``eps^2 |theta|^2 / 12`` per entry and step, which inflates
@@ -65,7 +75,7 @@ from scipy.sparse.csgraph import reverse_cuthill_mckee
 from . import _numba_kernels as _k
 from ._numpy import NumpyBackend
 
-__all__ = ["NumbaBackend", "PARALLEL_MIN_ENTRIES", "ROUNDING_RATIO_WARN", "REORDER_MIN_NNZ", "REORDER_MIN_GAIN"]
+__all__ = ["NumbaBackend", "FUSE_TRIALS", "PARALLEL_MIN_ENTRIES", "ROUNDING_RATIO_WARN", "REORDER_MIN_NNZ", "REORDER_MIN_GAIN"]
 
 #: Warn when float32 rounding of the state adds this fraction of the Langevin noise.
 ROUNDING_RATIO_WARN = 1e-4
@@ -75,6 +85,9 @@ REORDER_MIN_NNZ = 200_000
 #: ``reorder="auto"`` applies the permutation when it shrinks the mean column
 #: distance ``mean |i - j|`` over the nonzeros by at least this factor.
 REORDER_MIN_GAIN = 4.0
+
+#: ``fuse="auto"`` times each sparse step variant this many times before choosing.
+FUSE_TRIALS = 3
 
 #: Blocks with fewer entries run the kernels on one thread: waking a thread
 #: pool costs more than the work, and two spinning pools (Numba's OpenMP and
@@ -126,7 +139,9 @@ class _SparsePlan:
 
     def __init__(self, M, reorder):
         self.source = M
-        self.info = dict(reorder=reorder, permuted=False)
+        # "fuse": (scheme, b, dtype) -> fused step chosen by timing (NumbaBackend fuse="auto")
+        self.info = dict(reorder=reorder, permuted=False, fuse={})
+        self.variant_times = {}
         perm = None
         if reorder is not False and M.nnz > 0:
             if reorder is True or M.nnz >= REORDER_MIN_NNZ:
@@ -157,6 +172,12 @@ class NumbaBackend:
         matrix. ``"auto"`` applies it when the matrix has at least
         ``REORDER_MIN_NNZ`` nonzeros and the permutation shrinks the mean
         column distance by ``REORDER_MIN_GAIN`` or more.
+    fuse : {"auto", True, False}
+        Sparse Langevin steps as one fused kernel (True) or as the product
+        kernel followed by the update kernel (False). Both give bit-identical
+        results; ``"auto"`` times each on the first ``2 * (FUSE_TRIALS + 1)`` steps of
+        a given matrix, block width, dtype and scheme and keeps the faster
+        (recorded in ``sparse_plan(op).info["fuse"]``).
 
     Attributes
     ----------
@@ -182,10 +203,13 @@ class NumbaBackend:
 
     name = "numba"
 
-    def __init__(self, *, reorder="auto"):
+    def __init__(self, *, reorder="auto", fuse="auto"):
         if reorder not in ("auto", True, False):
             raise ValueError(f"reorder must be 'auto', True or False, got {reorder!r}")
+        if fuse not in ("auto", True, False):
+            raise ValueError(f"fuse must be 'auto', True or False, got {fuse!r}")
         self.reorder = reorder
+        self.fuse = fuse
         self.rounding_ratio = 0.0
         self.last_key = None
         self._plans = {}
@@ -214,9 +238,10 @@ class NumbaBackend:
             self._buffers[key] = buf
         return buf
 
-    def _scratch(self, n, b):
+    def _scratch(self, n, b, dtype=np.float64):
+        """Per-chunk work rows: noise, product row (in `dtype`), the three sums."""
         n_chunks = max(1, -(-n // _k.CHUNK))
-        return tuple(self._buffer(tag, (n_chunks, b), np.float64)
+        return tuple(self._buffer(tag, (n_chunks, b), np.float64 if tag != "s" else dtype)
                      for tag in ("xi", "s", "quad", "gnorm", "sq"))
 
     @staticmethod
@@ -263,18 +288,19 @@ class NumbaBackend:
             self._csr_product_kernels(plan, X, Y)
 
     def _csr_product_kernels(self, plan, X, Y):
-        n, b = X.shape
         if plan.perm is not None:
             src = self._buffer("gather", X.shape, X.dtype)
             _k.gather_rows(X, plan.perm, src)
-            perm, scatter = plan.perm, True
+            self._csr_kernels(plan, src, Y, plan.perm, True)
         else:
-            src, perm, scatter = X, _NO_PERM, False
-        if b == 1:
-            _k.csr_matvec(plan.indptr, plan.indices, plan.data, src[:, 0], Y[:, 0], perm,
-                          scatter)
+            self._csr_kernels(plan, X, Y, _NO_PERM, False)
+
+    @staticmethod
+    def _csr_kernels(plan, X, Y, perm, scatter):
+        if X.shape[1] == 1:
+            _k.csr_matvec(plan.indptr, plan.indices, plan.data, X[:, 0], Y[:, 0], perm, scatter)
         else:
-            _k.csr_matmat(plan.indptr, plan.indices, plan.data, src, Y, perm, scatter)
+            _k.csr_matmat(plan.indptr, plan.indices, plan.data, X, Y, perm, scatter)
 
     @staticmethod
     def parallel_copy(src, dst):
@@ -313,13 +339,21 @@ class NumbaBackend:
         if diag is None or not theta.flags.c_contiguous:
             return self._em_update_general(theta, s_theta, eta=eta, noise_std=noise_std,
                                            precond=precond, noise=noise, gen=gen)
+        return self._em_kernel(theta, np.ascontiguousarray(s_theta), theta, None, diag,
+                               eta, noise_std, code, gen)
+
+    def _em_kernel(self, src, s_theta, dst, perm, diag, eta, noise_std, code, gen):
+        """Run :func:`_numba_kernels.em_update`; returns the summed observables."""
+        n, b = src.shape
         gdiag, use_g = diag
         self.last_key = draw_key(gen)
-        xi, s, quad, gnorm, sq = self._scratch(n, b)
+        xi, _, quad, gnorm, sq = self._scratch(n, b)
+        track_sq = src.dtype == np.float32
         with _threads_for(n * b):
-            _k.em_update(theta, np.ascontiguousarray(s_theta), gdiag, use_g, float(eta),
-                         float(noise_std), self.last_key, code, xi, s, quad, gnorm, sq)
-        self._check_rounding(theta, sq, noise_std, gdiag, use_g)
+            _k.em_update(src, s_theta, dst, _NO_PERM if perm is None else perm,
+                         perm is not None, gdiag, use_g, float(eta), float(noise_std),
+                         self.last_key, code, track_sq, xi, quad, gnorm, sq)
+        self._check_rounding(dst, sq, noise_std, gdiag, use_g)
         return quad.sum(axis=0), gnorm.sum(axis=0)
 
     # general preconditioners: the reference update, with this backend's noise (self.noise)
@@ -330,33 +364,47 @@ class NumbaBackend:
 
         Returns ``(theta_next, quad, gnorm)`` with the observables of the
         *current* state (as :meth:`em_update`). For sparse operators with an
-        identity or diagonal preconditioner everything happens in one fused
-        kernel and ``theta_next`` is one of two buffers owned by the backend
-        (pass it back in the next call; it is overwritten two steps later);
-        otherwise the update is done in place and ``theta_next is theta``.
-        Counts ``b`` products on `op`.
+        identity or diagonal preconditioner, a fused step (see `fuse`) writes
+        ``theta_next`` into one of two buffers owned by the backend (pass it
+        back in the next call; it is overwritten two steps later); otherwise
+        the update is done in place and ``theta_next is theta``. Counts ``b``
+        products on `op`.
         """
         code = _noise_kind(noise)
         n, b = theta.shape
         diag = self._diagonal(precond, n)
-        if op.kind != "sparse" or diag is None or theta.dtype != op.dtype:
+        sparse = op.kind == "sparse" and diag is not None and theta.dtype == op.dtype
+        variant = self._variant("em", op, theta) if sparse else False
+        start = time.perf_counter()
+        if not sparse:
             s_theta = self.matmat(op, theta, out=self._buffer("s_theta", theta.shape,
                                                               theta.dtype))
             quad, gnorm = self.em_update(theta, s_theta, eta=eta, noise_std=noise_std,
                                          precond=precond, noise=noise, gen=gen)
-            return theta, quad, gnorm
-        gdiag, use_g = diag
-        plan = self.sparse_plan(op)
-        dst, src, perm, permuted = self._fused_buffers(plan, theta, "em")
-        self.last_key = draw_key(gen)
-        xi, s, quad, gnorm, sq = self._scratch(n, b)
-        with _threads_for(n * b):
-            _k.em_step_csr(plan.indptr, plan.indices, plan.data, src, dst, perm, permuted,
-                           gdiag, use_g, float(eta), float(noise_std), self.last_key, code, xi,
-                           s, quad, gnorm, sq)
-        op.count(b)
-        self._check_rounding(dst, sq, noise_std, gdiag, use_g)
-        return dst, quad.sum(axis=0), gnorm.sum(axis=0)
+            result = theta, quad, gnorm
+        elif not variant:  # product kernel, then the update kernel in the same row order
+            theta = np.ascontiguousarray(theta)
+            src, s_theta, perm = self._two_pass_product(op, theta)
+            quad, gnorm = self._em_kernel(src, s_theta, theta, perm, diag, eta, noise_std,
+                                          code, gen)
+            result = theta, quad, gnorm
+        else:
+            gdiag, use_g = diag
+            plan = self.sparse_plan(op)
+            dst, src, perm, permuted = self._fused_buffers(plan, theta, "em")
+            self.last_key = draw_key(gen)
+            xi, s, quad, gnorm, sq = self._scratch(n, b, theta.dtype)
+            track_sq = theta.dtype == np.float32
+            with _threads_for(n * b):
+                _k.em_step_csr(plan.indptr, plan.indices, plan.data, src, dst, perm, permuted,
+                               gdiag, use_g, float(eta), float(noise_std), self.last_key, code,
+                               track_sq, xi, s, quad, gnorm, sq)
+            op.count(b)
+            self._check_rounding(dst, sq, noise_std, gdiag, use_g)
+            result = dst, quad.sum(axis=0), gnorm.sum(axis=0)
+        if sparse:
+            self._record_variant("em", op, theta, variant, time.perf_counter() - start)
+        return result
 
     def baoab_update(self, q, p, s_q, *, h, friction, temperature, precond, noise, gen):
         """In-place BAOAB step given ``S q``; returns ``q^T S q`` of the incoming state per
@@ -373,45 +421,109 @@ class NumbaBackend:
                 self.noise(gen, p.shape, noise, p.dtype))
             q += (0.5 * h) * p
             return quad
+        return self._baoab_kernel(q, np.ascontiguousarray(s_q), q, p, None, diag, h, friction,
+                                  temperature, code, gen)
+
+    def _baoab_kernel(self, q_src, s_q, q_dst, p, perm, diag, h, friction, temperature, code,
+                      gen):
+        """Run :func:`_numba_kernels.baoab_update`; returns the summed observable."""
+        n, b = q_src.shape
         gdiag, use_g = diag
         kick = float(np.sqrt(temperature * (1.0 - friction * friction)))
         self.last_key = draw_key(gen)
-        xi, s, quad = self._scratch(n, b)[:3]
+        xi, _, quad = self._scratch(n, b)[:3]
         with _threads_for(n * b):
-            _k.baoab_update(q, p, np.ascontiguousarray(s_q), gdiag, use_g, float(h),
-                            float(friction), kick, self.last_key, code, xi, s, quad)
+            _k.baoab_update(q_src, s_q, q_dst, p, _NO_PERM if perm is None else perm,
+                            perm is not None, gdiag, use_g, float(h), float(friction), kick,
+                            self.last_key, code, xi, quad)
         return quad.sum(axis=0)
+
+    def _two_pass_product(self, op, theta):
+        """``(src, S src, perm)`` in the kernel's row order: ``src`` is `theta`, or its
+        rows gathered by the reordering ``perm`` (then ``S`` is the permuted matrix)."""
+        plan = self.sparse_plan(op)
+        src = theta
+        if plan.perm is not None:
+            src = self._buffer("gather", theta.shape, theta.dtype)
+            with _threads_for(theta.size):
+                _k.gather_rows(theta, plan.perm, src)
+        product = self._buffer("s_theta", theta.shape, theta.dtype)
+        with _threads_for(max(theta.size, plan.data.size)):
+            self._csr_kernels(plan, src, product, _NO_PERM, False)
+        op.count(theta.shape[1])
+        return src, product, plan.perm
 
     def baoab_step(self, op, q, p, *, h, friction, temperature, precond, noise, gen):
         """One full BAOAB step including the product ``S q``.
 
         Same step as ``baoab_update(q, p, S q, ...)``; returns ``(q_next, quad)``
-        with ``quad = q^T S q`` of the incoming positions. Sparse operators with
-        an identity or diagonal preconditioner use one fused kernel and
-        ``q_next`` is a backend-owned buffer (pass it back next time; ``p`` is
-        updated in place); otherwise ``q_next is q``. Counts ``b`` products.
+        with ``quad = q^T S q`` of the incoming positions; ``p`` is updated in
+        place. Sparse operators with an identity or diagonal preconditioner
+        may use the fused kernel (see `fuse`), which writes ``q_next`` into a
+        backend-owned buffer (pass it back next time); otherwise
+        ``q_next is q``. Counts ``b`` products.
         """
         code = _noise_kind(noise)
         n, b = q.shape
         diag = self._diagonal(precond, n)
-        if op.kind != "sparse" or diag is None or q.dtype != op.dtype \
-                or not p.flags.c_contiguous:
+        sparse = (op.kind == "sparse" and diag is not None and q.dtype == op.dtype
+                  and p.flags.c_contiguous)
+        variant = self._variant("baoab", op, q) if sparse else False
+        start = time.perf_counter()
+        if not sparse:
             s_q = self.matmat(op, q, out=self._buffer("s_theta", q.shape, q.dtype))
             quad = self.baoab_update(q, p, s_q, h=h, friction=friction, temperature=temperature,
                                      precond=precond, noise=noise, gen=gen)
-            return q, quad
-        gdiag, use_g = diag
+            result = q, quad
+        elif not variant:  # product kernel, then the update kernel in the same row order
+            q = np.ascontiguousarray(q)
+            src, s_q, perm = self._two_pass_product(op, q)
+            result = q, self._baoab_kernel(src, s_q, q, p, perm, diag, h, friction,
+                                           temperature, code, gen)
+        else:
+            gdiag, use_g = diag
+            plan = self.sparse_plan(op)
+            dst, src, perm, permuted = self._fused_buffers(plan, q, "baoab")
+            kick = float(np.sqrt(temperature * (1.0 - friction * friction)))
+            self.last_key = draw_key(gen)
+            xi, s, quad = self._scratch(n, b, q.dtype)[:3]
+            with _threads_for(n * b):
+                _k.baoab_step_csr(plan.indptr, plan.indices, plan.data, src, dst, p, perm,
+                                  permuted, gdiag, use_g, float(h), float(friction), kick,
+                                  self.last_key, code, xi, s, quad)
+            op.count(b)
+            result = dst, quad.sum(axis=0)
+        if sparse:
+            self._record_variant("baoab", op, q, variant, time.perf_counter() - start)
+        return result
+
+    def _variant(self, scheme, op, theta):
+        """Fused (True) or two-pass (False) for this sparse step (see `fuse`)."""
+        if self.fuse != "auto":
+            return self.fuse
         plan = self.sparse_plan(op)
-        dst, src, perm, permuted = self._fused_buffers(plan, q, "baoab")
-        kick = float(np.sqrt(temperature * (1.0 - friction * friction)))
-        self.last_key = draw_key(gen)
-        xi, s, quad = self._scratch(n, b)[:3]
-        with _threads_for(n * b):
-            _k.baoab_step_csr(plan.indptr, plan.indices, plan.data, src, dst, p, perm,
-                              permuted, gdiag, use_g, float(h), float(friction), kick,
-                              self.last_key, code, xi, s, quad)
-        op.count(b)
-        return dst, quad.sum(axis=0)
+        key = (scheme, theta.shape[1], np.dtype(theta.dtype).name)
+        choice = plan.info["fuse"].get(key)
+        if choice is not None:
+            return choice
+        # alternate the two until each has 1 + FUSE_TRIALS timings; the first of each is
+        # dropped (compilation, page faults of fresh buffers) and the fastest of the rest
+        # compared, since noise only ever adds time
+        times = plan.variant_times.setdefault(key, {True: [], False: []})
+        return len(times[True]) <= len(times[False])
+
+    def _record_variant(self, scheme, op, theta, variant, seconds):
+        if self.fuse != "auto":
+            return
+        plan = self.sparse_plan(op)
+        key = (scheme, theta.shape[1], np.dtype(theta.dtype).name)
+        times = plan.variant_times.get(key)
+        if times is None:
+            return
+        times[variant].append(seconds)
+        if min(len(times[True]), len(times[False])) > FUSE_TRIALS:
+            plan.info["fuse"][key] = bool(min(times[True][1:]) <= min(times[False][1:]))
+            del plan.variant_times[key]
 
     def _fused_buffers(self, plan, theta, tag):
         """(dst, src, perm, permuted) for a double-buffered fused step."""

@@ -128,7 +128,7 @@ class BaoabChains:
     op : CountingOperator
         ``S`` (or ``S**2``).
     backend : backend object
-        Provides ``matmat``, ``noise`` and ``baoab_update``.
+        Provides ``matmat``, ``noise`` and ``baoab_update``, optionally ``baoab_step``.
     n_chains, h, friction, temperature, precond, noise, gen
         See :meth:`lmatrank.backends.NumpyBackend.baoab_update`; ``friction``
         is ``c = exp(-gamma h)``.
@@ -160,19 +160,33 @@ class BaoabChains:
         self.friction = float(friction)
 
     def advance(self, n_steps, *, progress=None, tracker=None, budget=None):
-        """Run `n_steps` steps; return their observables, shape ``(n_steps, n_chains)``."""
+        """Run `n_steps` steps; return their observables, shape ``(n_steps, n_chains)``.
+
+        Costs exactly `n_steps` products. With a backend that has a full-step
+        method (``baoab_step``: product and update in one call, e.g. the Numba
+        backend's fused kernel) the product ``S q`` of each state is taken at
+        the start of the step that leaves it, and the last state's product
+        once at the end of the segment; otherwise after every update.
+        """
         trace = np.empty((n_steps, self.q.shape[1]), dtype=np.float64)
         inv_t = 1.0 / self.temperature
+        full_step = getattr(self.backend, "baoab_step", None)
+        kw = dict(h=self.h, friction=self.friction, temperature=self.temperature,
+                  precond=self.precond, noise=self.noise_kind, gen=self.gen)
         for j in range(n_steps):
-            quad = self.backend.baoab_update(
-                self.q, self.p, self.s_q, h=self.h, friction=self.friction,
-                temperature=self.temperature, precond=self.precond, noise=self.noise_kind,
-                gen=self.gen)
-            if j > 0:
+            if self.s_q is None:  # only with full_step: the product is part of the step
+                self.q, quad = full_step(self.op, self.q, self.p, **kw)
+            else:
+                quad = self.backend.baoab_update(self.q, self.p, self.s_q, **kw)
+                self.s_q = None
+            if j > 0:  # quad is the observable of the state the step started from
                 self._record(trace, j - 1, quad * inv_t, progress, tracker, budget)
-            self.s_q = self.backend.matmat(self.op, self.q)
+            if full_step is None:
+                self.s_q = self.backend.matmat(self.op, self.q)
             self.steps += 1
         if n_steps > 0:
+            if self.s_q is None:
+                self.s_q = self.backend.matmat(self.op, self.q)
             last = np.einsum("ij,ij->j", self.q, self.s_q, dtype=np.float64) * inv_t
             self._record(trace, n_steps - 1, last, progress, tracker, budget)
         return trace

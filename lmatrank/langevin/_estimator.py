@@ -186,8 +186,10 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
         Product budget including the symmetry probes and the Lanczos estimate
         (default 20,000 unless
         `n_steps` is given; none in paper mode).
-    backend : {None, "numpy", "numba", "cupy"}
-        Compute backend (None: fastest available).
+    backend : {None, "numpy", "numba", "cupy"} or backend object
+        Compute backend (None: fastest available). Pass an instance to set
+        backend options, e.g. ``lmatrank.backends.NumbaBackend(reorder=True,
+        fuse=False)``.
     spectrum : {"auto", "psd", "indefinite"}
         "auto" runs on ``S**2`` when Lanczos finds a significantly negative
         eigenvalue (or when the PSD run diverges with a safely stable step).

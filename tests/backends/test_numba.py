@@ -81,6 +81,8 @@ def test_factory_raises_importerror_without_numba(monkeypatch):
 def test_bad_options(be):
     with pytest.raises(ValueError, match="reorder must be"):
         NumbaBackend(reorder="yes")
+    with pytest.raises(ValueError, match="fuse must be"):
+        NumbaBackend(fuse="sometimes")
     with pytest.raises(ValueError, match="unknown noise kind"):
         be.noise(np.random.default_rng(0), (4, 2), "uniform", np.float64)
     op = as_operator(sp.eye_array(4, format="csr"), check_symmetry=False)
@@ -249,7 +251,7 @@ def test_fused_em_step_equals_product_plus_update(reorder, diagonal):
     n, b = 400, 8
     op = as_operator(_random_laplacian(n, 6, rng), check_symmetry=False)
     precond = as_preconditioner(rng.uniform(0.5, 2, n) if diagonal else None, n)
-    fused, plain = NumbaBackend(reorder=reorder), NumbaBackend(reorder=False)
+    fused, plain = NumbaBackend(reorder=reorder, fuse=True), NumbaBackend(reorder=False)
     theta = rng.standard_normal((n, b))
     gen_a, gen_b = np.random.default_rng(1), np.random.default_rng(1)
     state = theta.copy()
@@ -271,7 +273,7 @@ def test_baoab_update_and_fused_step_equal_reference(reorder):
     n, b = 300, 4
     op = as_operator(_random_laplacian(n, 5, rng), check_symmetry=False)
     precond = as_preconditioner(rng.uniform(0.5, 2, n), n)
-    be = NumbaBackend(reorder=reorder)
+    be = NumbaBackend(reorder=reorder, fuse=True)
     q0, p0 = rng.standard_normal((n, b)), rng.standard_normal((n, b))
     kw = dict(h=0.3, friction=0.8, temperature=0.5, precond=precond, noise="gaussian")
     # in-place update vs the numpy reference with the same noise
@@ -308,8 +310,64 @@ def test_dense_and_generic_fall_back_to_update(be):
         np.testing.assert_allclose(quad, np.einsum("ij,ij->j", expected, D @ expected))
 
 
+@pytest.mark.parametrize("scheme", ["em", "baoab"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kind", ["rademacher", "gaussian"])
+@pytest.mark.parametrize("b", [8, 70])
+@pytest.mark.parametrize("reorder", [False, True])
+def test_fused_and_two_pass_steps_are_bit_identical(scheme, dtype, kind, b, reorder):
+    # fuse="auto" picks between the two by timing alone, so they must agree exactly
+    rng = np.random.default_rng(12)
+    n = 500
+    op = as_operator(_random_laplacian(n, 6, rng, dtype), check_symmetry=False)
+    precond = as_preconditioner(rng.uniform(0.5, 2, n), n)
+    runs = []
+    for fuse in (True, False):
+        be = NumbaBackend(reorder=reorder, fuse=fuse)
+        gen = np.random.default_rng(5)
+        q = np.zeros((n, b), dtype=dtype)
+        p = rng.standard_normal((n, b)).astype(dtype) if fuse else runs[0][2].copy()
+        p_start = p.copy()
+        quads = []
+        for _ in range(4):
+            if scheme == "em":
+                q, quad, gnorm = be.em_step(op, q, eta=0.1, noise_std=0.3, precond=precond,
+                                            noise=kind, gen=gen)
+                quads.append(np.concatenate([quad, gnorm]))
+            else:
+                q, quad = be.baoab_step(op, q, p, h=0.4, friction=0.7, temperature=0.5,
+                                        precond=precond, noise=kind, gen=gen)
+                quads.append(quad)
+        runs.append((q.copy(), np.array(quads), p_start, p.copy()))
+    (q_fused, obs_fused, _, p_fused), (q_plain, obs_plain, _, p_plain) = runs
+    assert q_fused.dtype == dtype and obs_fused.dtype == np.float64
+    assert np.array_equal(q_fused, q_plain)
+    assert np.array_equal(obs_fused, obs_plain)
+    assert np.array_equal(p_fused, p_plain)
+    assert np.abs(obs_fused).max() > 0
+
+
+def test_fuse_auto_times_both_variants_then_keeps_one():
+    from lmatrank.backends._numba import FUSE_TRIALS
+
+    rng = np.random.default_rng(13)
+    n, b = 300, 4
+    op = as_operator(_random_laplacian(n, 5, rng), check_symmetry=False)
+    be = NumbaBackend(reorder=False)
+    plan = be.sparse_plan(op)
+    q, gen = np.zeros((n, b)), np.random.default_rng(0)
+    for step in range(2 * FUSE_TRIALS + 5):
+        q, _, _ = be.em_step(op, q, eta=0.1, noise_std=0.3, precond=as_preconditioner(None, n),
+                             noise="rademacher", gen=gen)
+        decided = ("em", b, "float64") in plan.info["fuse"]
+        assert decided == (step + 1 >= 2 * (FUSE_TRIALS + 1))
+    assert isinstance(plan.info["fuse"][("em", b, "float64")], bool)
+    assert op.matvecs == (2 * FUSE_TRIALS + 5) * b
+
+
 # ------------------------------------------------------------------ determinism
-def test_fused_steps_bitwise_deterministic_across_threads():
+@pytest.mark.parametrize("fuse", [True, False])
+def test_steps_bitwise_deterministic_across_threads(fuse):
     rng = np.random.default_rng(10)
     n, b = 10_000, 32
     assert n * b >= PARALLEL_MIN_ENTRIES  # really parallel
@@ -317,7 +375,7 @@ def test_fused_steps_bitwise_deterministic_across_threads():
     precond = as_preconditioner(None, n)
     results = []
     for threads in (1, numba.config.NUMBA_NUM_THREADS):
-        be = NumbaBackend(reorder=False)
+        be = NumbaBackend(reorder=False, fuse=fuse)
         previous = numba.get_num_threads()
         numba.set_num_threads(threads)
         try:
@@ -460,3 +518,28 @@ def test_reorder_gives_same_estimate():
     assert reordered.sparse_plan(op_b).info["permuted"]
     np.testing.assert_allclose(sb, sa, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(2 * qb - eta * nb, 2 * qa - eta * na, rtol=1e-9)
+
+
+def test_backend_instance_carries_options_through_estimate_rank():
+    import lmatrank.backends
+
+    rng = np.random.default_rng(71)
+    A, rank = _low_rank_sparse(600, 40, rng)
+    backend = lmatrank.backends.NumbaBackend(reorder=True, fuse=False)
+    res = lmatrank.estimate_rank(A, method="langevin", backend=backend, rng=3,
+                                 max_matvecs=4000)
+    assert res.info["backend"] == "numba"
+    # the estimator drove this very object: its plan cache holds the reordered matrix
+    plans = list(backend._plans.values())
+    assert len(plans) == 1 and plans[0].info["permuted"]
+    assert abs(res.rank - rank) <= max(4 * res.stderr, 1)
+    same = lmatrank.estimate_rank(A, method="langevin", backend="numba", rng=3,
+                                  max_matvecs=4000)
+    assert abs(same.estimate - res.estimate) < 1e-6 * rank  # reordering: rounding only
+
+
+@pytest.mark.parametrize("bad, match", [(3, "backend must be a name or a backend object"),
+                                        (object(), "has no matmat, noise, em_update")])
+def test_backend_object_is_checked(bad, match):
+    with pytest.raises(TypeError, match=match):
+        lmatrank.estimate_rank(np.eye(4), method="langevin", backend=bad)

@@ -156,3 +156,46 @@ def test_reported_stderr_is_honest_on_a_gapped_spectrum():
 def test_reported_stderr_is_honest_over_200_runs():
     # issue #4 acceptance (>= 90%); 3 binomial sd below 90% for 200 runs is 0.835
     assert _coverage(200, 15000) >= 0.835
+
+
+class _UpdateOnly:
+    """A backend view without the full-step method: forces product-then-update."""
+
+    def __init__(self, backend):
+        self._backend = backend
+
+    def __getattr__(self, name):
+        if name == "baoab_step":
+            raise AttributeError(name)
+        return getattr(self._backend, name)
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_full_step_backend_gives_the_same_chains_and_product_count(fuse):
+    # BaoabChains takes S q inside baoab_step when the backend has one (Numba): the
+    # observable of a state is then known one step later; the trace, the state and the
+    # number of products must not change
+    pytest.importorskip("numba")
+    import scipy.sparse as sp
+
+    from lmatrank.backends._numba import NumbaBackend
+
+    rng = np.random.default_rng(3)
+    n = 300
+    lam = np.r_[rng.uniform(0.1, 1.0, 200), np.zeros(n - 200)]
+    Q = sp.random_array((n, n), density=0.02, rng=rng) + sp.eye_array(n)
+    S = sp.csr_array(Q @ sp.diags_array(lam) @ Q.T)
+    runs = []
+    for backend in (NumbaBackend(fuse=fuse), _UpdateOnly(NumbaBackend(fuse=fuse))):
+        op = as_operator(S, check_symmetry=False)
+        chains = BaoabChains(op, backend, n_chains=6, h=0.5, friction=0.8, temperature=0.5,
+                             precond=as_preconditioner(None, n), noise="rademacher",
+                             gen=np.random.default_rng(9))
+        traces = [chains.advance(k) for k in (1, 7, 12)]
+        assert op.matvecs == 20 * 6
+        runs.append((np.concatenate(traces), chains.q.copy(), chains.p.copy()))
+    (trace_a, q_a, p_a), (trace_b, q_b, p_b) = runs
+    np.testing.assert_allclose(trace_a, trace_b, rtol=1e-12)
+    np.testing.assert_allclose(q_a, q_b, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(p_a, p_b, rtol=1e-12, atol=1e-14)
+    assert trace_a[-1].min() > 0
