@@ -5,7 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RankEstimate"]
+__all__ = ["RankEstimate", "rounded_rank"]
+
+
+def rounded_rank(estimate: float, n: int) -> int:
+    """The integer rank reported for a stochastic `estimate` of an ``n x n`` matrix:
+    rounded and clipped to ``[0, n]`` (the unclipped value stays in ``estimate``;
+    a full-rank matrix's estimate lies above ``n`` about half of the time).
+
+    >>> rounded_rank(1000057.7, 1000000), rounded_rank(-0.4, 5), rounded_rank(2.5, 5)
+    (1000000, 0, 2)
+    """
+    return int(min(n, max(0, round(estimate))))
 
 
 @dataclass(frozen=True)

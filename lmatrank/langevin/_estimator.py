@@ -31,7 +31,7 @@ import numpy as np
 
 from .._errors import BudgetError, ConvergenceWarning, DivergenceError
 from .._progress import make_progress
-from .._result import RankEstimate
+from .._result import RankEstimate, rounded_rank
 from ..backends import get_backend
 from ..operators import SquaredOperator, as_preconditioner
 from ..spectral import lanczos_extremes
@@ -443,7 +443,7 @@ def _summarise(trace, plan, settings, eta, op, bounds, squared, be, attempts,
         requested_threshold=plan["requested_threshold"], drift=drift, drift_stderr=drift_stderr,
         stderr_method=stderr_method, backoffs=attempts, backend=be.name,
     )
-    return RankEstimate(rank=int(max(0, round(estimate))), estimate=estimate, stderr=stderr,
+    return RankEstimate(rank=rounded_rank(estimate, op.n), estimate=estimate, stderr=stderr,
                         threshold=threshold, matvecs=op.matvecs,
                         method="langevin", converged=converged, info=info)
 
@@ -581,6 +581,6 @@ def _baoab_rank(op, *, gen, rtol, atol, n_chains, n_steps, n_avg, sigma2, precon
         threshold_curve=curve, plateau_checks=checks_info, plateau=plateau_info,
         friction_schedule="held on a plateau" if varying else "constant",
     )
-    return RankEstimate(rank=int(max(0, round(est))), estimate=est, stderr=err,
+    return RankEstimate(rank=rounded_rank(est, op.n), estimate=est, stderr=err,
                         threshold=resolution, matvecs=op.matvecs, method="langevin",
                         converged=converged, info=info)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._result import RankEstimate
+from .._result import RankEstimate, rounded_rank
 from ._common import budget_probes, check_choice, check_int, unit_probes, user_threshold
 from ._gap import plateau_threshold
 from ._lanczos import batched_lanczos
@@ -149,6 +149,6 @@ def slq_rank(op, *, rtol=None, atol=None, rng=None, n_steps=50, n_probes=100,
     converged = used == n_probes
     if not converged:
         info["reason"] = f"max_matvecs allowed {used} of {n_probes} probes"
-    return RankEstimate(rank=max(0, int(round(estimate))), estimate=estimate, stderr=stderr,
+    return RankEstimate(rank=rounded_rank(estimate, op.n), estimate=estimate, stderr=stderr,
                         threshold=float(eps), matvecs=op.matvecs, method="slq",
                         converged=converged, info=info)

@@ -38,7 +38,7 @@ import warnings
 import numpy as np
 
 from .._errors import ConvergenceWarning
-from .._result import RankEstimate
+from .._result import RankEstimate, rounded_rank
 from ._chebyshev import chebyshev_moments, count_from_moments, kpm_dos
 from ._common import (budget_probes, check_choice, check_int, spectrum_interval, unit_probes,
                       user_threshold)
@@ -168,7 +168,7 @@ def _ubaru_saad(op, *, name, rtol, atol, rng, faithful, degree, n_probes, n_poin
     if unresolved is not None:
         info["reason"] = unresolved
         warnings.warn(unresolved, ConvergenceWarning, stacklevel=4)
-    return RankEstimate(rank=max(0, int(round(estimate))), estimate=estimate, stderr=stderr,
+    return RankEstimate(rank=rounded_rank(estimate, op.n), estimate=estimate, stderr=stderr,
                         threshold=float(eps), matvecs=op.matvecs, method=name,
                         converged=converged, info=info)
 
