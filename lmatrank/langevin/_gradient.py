@@ -569,6 +569,6 @@ def _summarise(trace, dloss, eta, sigma2, sig2_cols, n_high, two_levels, burn, n
     else:
         info["drift"], info["drift_stderr"] = math.nan, math.nan
     info["grad_evals"], info["loss_evals"] = obj.grad_evals, obj.loss_evals
-    return RankEstimate(rank=rounded_rank(estimate, n), estimate=estimate, stderr=stderr,
+    return RankEstimate(rank=rounded_rank(estimate, obj.n), estimate=estimate, stderr=stderr,
                         threshold=_resolution(eta, burn), matvecs=obj.grad_evals,
                         method="hessian_langevin", converged=True, info=info)
