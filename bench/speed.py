@@ -10,11 +10,13 @@ one run and on the same operator, the median of ``--reps`` repetitions of:
 - ``numpy step``: the reference step, ``S @ theta`` by scipy/numpy/BLAS plus
   :meth:`NumpyBackend.em_update` (Rademacher noise, the default);
 - ``numba EM`` / ``numba BAOAB``: :meth:`NumbaBackend.em_step` /
-  :meth:`NumbaBackend.baoab_step` — for sparse operators one fused kernel
-  (product + noise + update + float64 observables), otherwise the operator's
-  own product (BLAS) followed by the fused Numba update;
-- ``numba matmat+update``: the unfused interface the estimator loop uses today
-  (``matmat`` then ``em_update``);
+  :meth:`NumbaBackend.baoab_step` as the estimator calls them (``fuse="auto"``:
+  for sparse operators the faster of the fused kernel and the two-pass step,
+  chosen by the backend's own timing on its first calls); dense and structured
+  operators: their BLAS product followed by the Numba update kernel;
+- ``EM fused`` / ``EM two-pass`` (sparse only): the two variants forced
+  (``fuse=True``: one kernel for product, noise, update and float64
+  observables; ``fuse=False``: the product kernel, then the update kernel);
 - ``scipy product`` / ``numba product``: the bare block product;
 - the copy bandwidth of numpy (one thread) and of a parallel Numba copy (all
   threads), measured in the same run on a 256 MB array.
@@ -53,7 +55,8 @@ if __package__ in (None, ""):  # python bench/speed.py
 
 from . import _common as C  # noqa: E402
 
-from lmatrank.backends import NumpyBackend, get_backend  # noqa: E402
+from lmatrank.backends import NumbaBackend, NumpyBackend  # noqa: E402
+from lmatrank.backends._numba import FUSE_TRIALS  # noqa: E402
 from lmatrank.operators import as_operator, as_preconditioner  # noqa: E402
 
 NAME = "speed"
@@ -152,8 +155,7 @@ def time_family(family, A, kind, dtype, widths, reps, rng, log):
     n = op.n
     precond = as_preconditioner(None, n)
     ref = NumpyBackend()
-    numba_be = get_backend("numba")
-    numba_be.reorder = False  # the timed kernels run in the given order
+    numba_be = NumbaBackend(reorder=False)  # the timed kernels run in the given order
     eta = 1.0 / lambda_max_bound(op)  # stable: the timed states stay finite
     kw = dict(eta=eta, noise_std=math.sqrt(eta), precond=precond, noise="rademacher")
     M = op.matrix if kind == "sparse" else None
@@ -177,6 +179,8 @@ def time_family(family, A, kind, dtype, widths, reps, rng, log):
         def numba_em():
             state[0], _, _ = numba_be.em_step(op, state[0], gen=gen, **kw)
 
+        for _ in range(2 * (FUSE_TRIALS + 1)):  # let fuse="auto" settle first
+            numba_em()
         rss0 = resident_bytes()
         rec["numba_em"], _ = median_time(numba_em, reps)
         rec["rss_growth_bytes"] = resident_bytes() - rss0
@@ -189,16 +193,20 @@ def time_family(family, A, kind, dtype, widths, reps, rng, log):
                                           temperature=0.5,
                                           precond=precond, noise="rademacher", gen=gen)
 
+        for _ in range(2 * (FUSE_TRIALS + 1)):
+            numba_baoab()
         rec["numba_baoab"], _ = median_time(numba_baoab, reps)
+        if kind == "sparse":
+            rec["fuse_choice"] = {scheme: numba_be.sparse_plan(op).info["fuse"].get(
+                (scheme, b, np.dtype(dtype).name)) for scheme in ("em", "baoab")}
+            for fuse, field in ((True, "numba_em_fused"), (False, "numba_em_two_pass")):
+                forced = NumbaBackend(reorder=False, fuse=fuse)
+                forced_state = [theta0.copy()]
 
-        theta_i = theta0.copy()
-        s_buf = np.empty_like(theta_i)
+                def forced_em():
+                    forced_state[0], _, _ = forced.em_step(op, forced_state[0], gen=gen, **kw)
 
-        def numba_interface():
-            s = numba_be.matmat(op, theta_i, out=s_buf)
-            numba_be.em_update(theta_i, s, gen=gen, **kw)
-
-        rec["numba_interface"], _ = median_time(numba_interface, reps)
+                rec[field], _ = median_time(forced_em, reps, warmup=2)
 
         X = theta0.copy()
         Y = np.empty_like(X)
@@ -219,8 +227,7 @@ def time_reorder(A, widths, reps, log):
     out = []
     op = as_operator(A, check_symmetry=False)
     for reorder in (False, True):
-        be = get_backend("numba")
-        be.reorder = reorder
+        be = NumbaBackend(reorder=reorder)
         start = time.perf_counter()
         info = dict(be.sparse_plan(op).info)
         info["plan_seconds"] = time.perf_counter() - start
@@ -252,12 +259,15 @@ for dtype in ("float64", "float32"):
     be.matmat(op, np.ones((100, 1), dtype=dtype)); be.matmat(op, np.ones((100, 4), dtype=dtype))
     out[dtype + "_products_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    be.em_step(op, np.zeros((100, 4), dtype=dtype), eta=0.1, noise_std=0.1, precond=P,
-               noise="rademacher", gen=gen)
+    for _ in range(2):  # fuse="auto" runs the fused, then the two-pass variant
+        be.em_step(op, np.zeros((100, 4), dtype=dtype), eta=0.1, noise_std=0.1, precond=P,
+                   noise="rademacher", gen=gen)
     out[dtype + "_em_step_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    be.baoab_step(op, np.zeros((100, 4), dtype=dtype), np.zeros((100, 4), dtype=dtype), h=0.1,
-                  friction=0.5, temperature=0.5, precond=P, noise="rademacher", gen=gen)
+    for _ in range(2):
+        be.baoab_step(op, np.zeros((100, 4), dtype=dtype), np.zeros((100, 4), dtype=dtype),
+                      h=0.1, friction=0.5, temperature=0.5, precond=P, noise="rademacher",
+                      gen=gen)
     out[dtype + "_baoab_step_s"] = time.perf_counter() - t
 print(json.dumps(out))
 """
@@ -330,8 +340,6 @@ def acceptance(records, bandwidth):
         out.setdefault("step_speedup", {})[key] = _ratio(rec["numpy_step"], rec["numba_em"])
         out.setdefault("baoab_step_speedup", {})[key] = _ratio(rec["numpy_step"],
                                                                rec["numba_baoab"])
-        out.setdefault("interface_step_speedup", {})[key] = _ratio(rec["numpy_step"],
-                                                                   rec["numba_interface"])
         out.setdefault("product_speedup", {})[key] = _ratio(rec["scipy_product"],
                                                             rec["numba_product"])
         out.setdefault("fused_overhead", {})[key] = _ratio(rec["numba_em"],
@@ -346,27 +354,32 @@ def markdown(result):
              f"Machine: {C.machine_line(result['machine'])}.\n",
              f"Command: `{result['command']}`; medians of {result['config']['reps']} "
              "repetitions, milliseconds per step (one step = one block product with b chains "
-             "+ update). The machine is shared with other jobs, so single numbers carry "
+             "+ update). On a shared machine single numbers carry "
              "run-to-run noise (tens of percent); the ratios are measured in the same run.\n",
              "What is timed: `numpy step` = scipy/BLAS product + `NumpyBackend.em_update` "
-             "(the reference); `numba EM (fused)` / `numba BAOAB (fused)` = "
-             "`NumbaBackend.em_step` / `baoab_step` (sparse: one kernel doing product, "
-             "counter-based Rademacher noise, update and float64 observables; dense and "
-             "structured operators: their BLAS product + the Numba update); `numba "
-             "matmat+update` = the unfused interface (`matmat` then `em_update`), which is what "
-             "the estimator loop calls today. Bytes of a fused sparse step = matrix once + "
-             "block read + block written.\n",
+             "(the reference); `numba EM` / `numba BAOAB` = `NumbaBackend.em_step` / "
+             "`baoab_step` as the estimator calls them (sparse: `fuse=\"auto\"`, the faster "
+             "of the two variants below by the backend's own timing, shown in `auto chose`; "
+             "dense and structured operators: their BLAS product + the Numba update kernel); "
+             "`EM fused` = one kernel doing product, counter-based Rademacher noise, update "
+             "and float64 observables; `EM two-pass` = the product kernel, then the update "
+             "kernel (bit-identical results). `overhead` = numba EM / numba product - 1. "
+             "Bytes of a sparse step = matrix once + block read + block written.\n",
              f"Copy bandwidth (read + write): numpy 1 thread "
              f"{result['bandwidth']['numpy'] / 1e9:.1f} GB/s, Numba all threads "
              f"{result['bandwidth']['numba'] / 1e9:.1f} GB/s.\n"]
-    head = ["family", "dtype", "b", "numpy step", "numba EM (fused)", "numba BAOAB (fused)",
-            "numba matmat+update", "scipy/BLAS product", "numba product", "step speed-up",
-            "product speed-up", "fused overhead"]
+    head = ["family", "dtype", "b", "numpy step", "numba EM", "numba BAOAB", "EM fused",
+            "EM two-pass", "auto chose (EM/BAOAB)", "scipy/BLAS product", "numba product",
+            "step speed-up", "product speed-up", "overhead"]
     rows = []
     for r in result["records"]:
         prod_ref = r.get("scipy_product", r.get("blas_product", r.get("operator_product")))
+        choice = r.get("fuse_choice")
+        chose = "/".join({True: "fused", False: "two-pass", None: "?"}[choice[s]]
+                         for s in ("em", "baoab")) if choice else "-"
         rows.append([f"{r['family']} (n={r['n']:,})", r["dtype"], r["b"], _ms(r["numpy_step"]),
-                     _ms(r["numba_em"]), _ms(r["numba_baoab"]), _ms(r["numba_interface"]),
+                     _ms(r["numba_em"]), _ms(r["numba_baoab"]), _ms(r.get("numba_em_fused")),
+                     _ms(r.get("numba_em_two_pass")), chose,
                      _ms(prod_ref), _ms(r.get("numba_product")),
                      C.fmt(_ratio(r["numpy_step"], r["numba_em"]), 2),
                      C.fmt(_ratio(r.get("scipy_product"), r.get("numba_product")), 2),
@@ -387,14 +400,14 @@ def markdown(result):
     for key in sorted(acc.get("step_speedup", {})):
         acc_rows.append([key, C.fmt(acc["step_speedup"][key], 2),
                          C.fmt(acc["baoab_step_speedup"][key], 2),
-                         C.fmt(acc["interface_step_speedup"][key], 2),
                          C.fmt(acc["product_speedup"][key], 2),
                          C.fmt(100 * acc["fused_overhead"][key], 0) + "%",
                          C.fmt(100 * acc["bandwidth_fraction"][key], 0) + "%"])
     lines.append(C.markdown_table(
         ["case", "numpy / numba EM step (>= 4)", "numpy / numba BAOAB step",
-         "numpy / numba matmat+update", "scipy / numba product (>= 1.8 at b >= 8)",
-         "fused overhead (<= 35%)", "fused-step bytes / copy bandwidth (>= 20%, f32 b=32)"],
+         "scipy / numba product (>= 1.8 at b >= 8)",
+         "update overhead on the product (<= 35%)",
+         "step bytes / copy bandwidth (>= 20%, f32 b=32)"],
         acc_rows))
     if "end_to_end" in acc:
         lines.append(f"\nEnd to end (below): numba backend {acc['end_to_end']['speedup']:.2f}x "
@@ -433,8 +446,9 @@ def figure(result, path):
     keys = sorted({(r["family"], r["dtype"]) for r in sparse})
     fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4 * max(1, len(keys)), 3.6),
                              squeeze=False)
-    series = [("numpy_step", "numpy step"), ("numba_em", "numba EM (fused)"),
-              ("numba_interface", "numba matmat+update"), ("scipy_product", "scipy product"),
+    series = [("numpy_step", "numpy step"), ("numba_em", "numba EM (auto)"),
+              ("numba_em_fused", "numba EM fused"), ("numba_em_two_pass", "numba EM two-pass"),
+              ("scipy_product", "scipy product"),
               ("numba_product", "numba product")]
     for ax, (family, dtype) in zip(axes[0], keys):
         recs = sorted((r for r in sparse if r["family"] == family and r["dtype"] == dtype),
@@ -471,7 +485,7 @@ def main(argv=None):
     log = C.progress
     rng = np.random.default_rng(args.seed)
     machine = C.machine_description()
-    numba_be = get_backend("numba")
+    numba_be = NumbaBackend()
 
     log("copy bandwidth")
     bandwidth = copy_bandwidth(cfg["copy_mb"], cfg["reps"], numba_be)
