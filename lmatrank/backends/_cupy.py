@@ -300,7 +300,8 @@ class CupyBackend:
     Implements the interface documented on :class:`~lmatrank.backends.NumpyBackend`
     (``matmat``, ``noise``, ``em_update``) plus ``baoab_update``, the
     device-resident driver :meth:`run_euler_maruyama` and the array helpers
-    ``zeros``/``asnumpy``.
+    ``zeros``/``asnumpy``/``apply_precond_factor``; the BAOAB chains
+    (:class:`lmatrank.langevin._dynamics.BaoabChains`) stay on the device too.
 
     Parameters
     ----------
@@ -487,6 +488,13 @@ class CupyBackend:
             entry = (None, None, precond.apply, precond.apply_factor)
         self._preconditioners[key] = (precond, entry)
         return entry
+
+    def apply_precond_factor(self, precond, X):
+        """``L X`` with ``L L^T = G`` for a block `X` on the backend's device."""
+        gdiag, groot, _, apply_factor = self._device_preconditioner(precond, X.dtype)
+        if groot is not None:
+            return groot[:, None] * X
+        return X if apply_factor is None else apply_factor(X)
 
     # --------------------------------------------------------------------- steps
     def _em_into(self, theta, s_theta, observables, *, eta, noise_std, precond, noise, gen):

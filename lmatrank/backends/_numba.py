@@ -87,7 +87,7 @@ REORDER_MIN_NNZ = 200_000
 REORDER_MIN_GAIN = 4.0
 
 #: ``fuse="auto"`` times each sparse step variant this many times before choosing.
-FUSE_TRIALS = 3
+FUSE_TRIALS = 4
 
 #: Blocks with fewer entries run the kernels on one thread: waking a thread
 #: pool costs more than the work, and two spinning pools (Numba's OpenMP and

@@ -170,16 +170,34 @@ def _em_row(src, i, s, si, dst, d, g, eta, noise_std, key, kind, xi, quad, gnorm
     else:
         word = _ONE
         fill_noise_row(key, d, b, kind, xi)
-    for c in range(b):
-        t = np.float64(src[i, c])
-        sv = np.float64(s[si, c])
-        quad[c] += t * sv
-        gnorm[c] += g * sv * sv
-        noise = rademacher_sign(word, c) if inline else xi[c]
-        new = t - drift * sv + kick * noise
-        if track_sq:
+    # one branch-free loop per case: measured 10-15% faster fused steps than one loop
+    # with the branches inside (the xi loop also sums |theta_next|^2 when not asked to;
+    # the sum is simply not read then)
+    if inline and not track_sq:
+        for c in range(b):
+            t = np.float64(src[i, c])
+            sv = np.float64(s[si, c])
+            quad[c] += t * sv
+            gnorm[c] += g * sv * sv
+            dst[d, c] = t - drift * sv + kick * rademacher_sign(word, c)
+    elif inline:
+        for c in range(b):
+            t = np.float64(src[i, c])
+            sv = np.float64(s[si, c])
+            quad[c] += t * sv
+            gnorm[c] += g * sv * sv
+            new = t - drift * sv + kick * rademacher_sign(word, c)
             sq[c] += new * new
-        dst[d, c] = new
+            dst[d, c] = new
+    else:
+        for c in range(b):
+            t = np.float64(src[i, c])
+            sv = np.float64(s[si, c])
+            quad[c] += t * sv
+            gnorm[c] += g * sv * sv
+            new = t - drift * sv + kick * xi[c]
+            sq[c] += new * new
+            dst[d, c] = new
 
 
 @njit(cache=True, inline="always")
@@ -261,17 +279,26 @@ def _baoab_row(q_src, i, s, si, p, q_dst, d, g, h, friction, kick, key, kind, xi
     else:
         word = _ONE
         fill_noise_row(key, d, b, kind, xi)
-    for c in range(b):
-        qv = np.float64(q_src[i, c])
-        sv = np.float64(s[si, c])
-        quad[c] += qv * sv
-        pv = np.float64(p[d, c]) - hg * sv
-        qv += half * pv
-        noise = rademacher_sign(word, c) if inline else xi[c]
-        pv = friction * pv + kick_g * noise
-        qv += half * pv
-        p[d, c] = pv
-        q_dst[d, c] = qv
+    if inline:  # two branch-free loops (see _em_row)
+        for c in range(b):
+            qv = np.float64(q_src[i, c])
+            sv = np.float64(s[si, c])
+            quad[c] += qv * sv
+            pv = np.float64(p[d, c]) - hg * sv
+            qv += half * pv
+            pv = friction * pv + kick_g * rademacher_sign(word, c)
+            p[d, c] = pv
+            q_dst[d, c] = qv + half * pv
+    else:
+        for c in range(b):
+            qv = np.float64(q_src[i, c])
+            sv = np.float64(s[si, c])
+            quad[c] += qv * sv
+            pv = np.float64(p[d, c]) - hg * sv
+            qv += half * pv
+            pv = friction * pv + kick_g * xi[c]
+            p[d, c] = pv
+            q_dst[d, c] = qv + half * pv
 
 
 @njit(parallel=True, cache=True)

@@ -128,12 +128,20 @@ class BaoabChains:
     op : CountingOperator
         ``S`` (or ``S**2``).
     backend : backend object
-        Provides ``matmat``, ``noise`` and ``baoab_update``, optionally ``baoab_step``.
+        Provides ``matmat``, ``noise`` and ``baoab_update``, optionally
+        ``baoab_step`` (product and update in one call). A backend with an
+        array namespace ``xp`` whose ``on_device`` is true (the CuPy backend)
+        keeps the chains, their observables and the trace of a segment on the
+        device; it provides ``asnumpy`` and ``apply_precond_factor``.
     n_chains, h, friction, temperature, precond, noise, gen
         See :meth:`lmatrank.backends.NumpyBackend.baoab_update`; ``friction``
         is ``c = exp(-gamma h)``.
     blowup : float, optional
         Observable above which the run counts as diverged (default ``100 n + 1000``).
+    check_every : int, optional
+        Rows between divergence checks (and progress reports). Default: every
+        row on the host; every 64 rows on a device, where each check is a
+        device-to-host copy and a synchronisation.
 
     Notes
     -----
@@ -143,16 +151,23 @@ class BaoabChains:
     """
 
     def __init__(self, op, backend, *, n_chains, h, friction, temperature, precond, noise, gen,
-                 blowup=None):
+                 blowup=None, check_every=None):
         self.op, self.backend = op, backend
         self.h, self.friction, self.temperature = float(h), float(friction), float(temperature)
         self.precond, self.noise_kind, self.gen = precond, noise, gen
         n = op.n
         self.blowup = 100.0 * n + 1000.0 if blowup is None else blowup
-        self.q = np.zeros((n, n_chains), dtype=op.dtype)
-        self.s_q = np.zeros_like(self.q)  # S @ 0: no product needed
-        self.p = (math.sqrt(self.temperature) * precond.apply_factor(
-            backend.noise(gen, self.q.shape, noise, op.dtype))).astype(op.dtype, copy=False)
+        self.xp = getattr(backend, "xp", np)
+        on_device = bool(getattr(backend, "on_device", False))
+        self.check_every = max(1, int(check_every if check_every is not None
+                                      else (64 if on_device else 1)))
+        self._to_host = backend.asnumpy if on_device else np.asarray
+        self.q = self.xp.zeros((n, n_chains), dtype=op.dtype)
+        self.s_q = self.xp.zeros_like(self.q)  # S @ 0: no product needed
+        xi = backend.noise(gen, self.q.shape, noise, op.dtype)
+        factor = getattr(backend, "apply_precond_factor", None)
+        coloured = factor(precond, xi) if factor is not None else precond.apply_factor(xi)
+        self.p = (math.sqrt(self.temperature) * coloured).astype(op.dtype, copy=False)
         self.steps = 0
 
     def set_friction(self, friction):
@@ -160,7 +175,8 @@ class BaoabChains:
         self.friction = float(friction)
 
     def advance(self, n_steps, *, progress=None, tracker=None, budget=None):
-        """Run `n_steps` steps; return their observables, shape ``(n_steps, n_chains)``.
+        """Run `n_steps` steps; return their observables, shape ``(n_steps, n_chains)``,
+        as a host float64 array.
 
         Costs exactly `n_steps` products. With a backend that has a full-step
         method (``baoab_step``: product and update in one call, e.g. the Numba
@@ -168,11 +184,16 @@ class BaoabChains:
         the start of the step that leaves it, and the last state's product
         once at the end of the segment; otherwise after every update.
         """
+        xp = self.xp
         trace = np.empty((n_steps, self.q.shape[1]), dtype=np.float64)
+        # rows are written where the chains live and brought to the host at each check
+        rows = trace if xp is np and self.check_every == 1 else xp.empty(trace.shape, np.float64)
         inv_t = 1.0 / self.temperature
         full_step = getattr(self.backend, "baoab_step", None)
         kw = dict(h=self.h, friction=self.friction, temperature=self.temperature,
                   precond=self.precond, noise=self.noise_kind, gen=self.gen)
+        first_step = self.steps
+        checked = 0
         for j in range(n_steps):
             if self.s_q is None:  # only with full_step: the product is part of the step
                 self.q, quad = full_step(self.op, self.q, self.p, **kw)
@@ -180,21 +201,32 @@ class BaoabChains:
                 quad = self.backend.baoab_update(self.q, self.p, self.s_q, **kw)
                 self.s_q = None
             if j > 0:  # quad is the observable of the state the step started from
-                self._record(trace, j - 1, quad * inv_t, progress, tracker, budget)
+                rows[j - 1] = quad * inv_t
+                if j - checked >= self.check_every:
+                    checked = self._check(trace, rows, checked, j, first_step, progress,
+                                          tracker, budget)
             if full_step is None:
                 self.s_q = self.backend.matmat(self.op, self.q)
             self.steps += 1
         if n_steps > 0:
             if self.s_q is None:
                 self.s_q = self.backend.matmat(self.op, self.q)
-            last = np.einsum("ij,ij->j", self.q, self.s_q, dtype=np.float64) * inv_t
-            self._record(trace, n_steps - 1, last, progress, tracker, budget)
+            rows[n_steps - 1] = xp.einsum("ij,ij->j", self.q, self.s_q,
+                                          dtype=np.float64) * inv_t
+            self._check(trace, rows, checked, n_steps, first_step, progress, tracker, budget)
         return trace
 
-    def _record(self, trace, j, row, progress, tracker, budget):
-        trace[j] = row
-        worst = row.max()
-        if not (worst < self.blowup and row.min() > -self.blowup):  # NaN fails both
-            raise DivergedRun(self.steps, float(worst))
+    def _check(self, trace, rows, start, stop, first_step, progress, tracker, budget):
+        """Bring rows ``[start, stop)`` to the host, test them for divergence and report
+        progress; returns `stop`."""
+        if rows is not trace:
+            trace[start:stop] = self._to_host(rows[start:stop])
+        chunk = trace[start:stop]
+        bad = ~((chunk.max(axis=1) < self.blowup) & (chunk.min(axis=1) > -self.blowup))
+        if bad.any():  # NaN fails both tests
+            first = int(np.argmax(bad))
+            raise DivergedRun(first_step + start + first + 1, float(chunk[first].max()))
         if progress is not None and tracker is not None:
-            progress(self.op.matvecs, budget, *tracker.push(row))
+            for row in chunk:
+                progress(self.op.matvecs, budget, *tracker.push(row))
+        return stop

@@ -20,7 +20,7 @@ from lmatrank.backends import (CounterStream, CupyBackend, NumpyBackend, device_
                                get_backend)
 from lmatrank.backends import _FACTORIES
 from lmatrank.backends._cupy import load_cupy, operator_device_namespace, torch_dlpack_apply
-from lmatrank.langevin._dynamics import DivergedRun, run_euler_maruyama
+from lmatrank.langevin._dynamics import BaoabChains, DivergedRun, run_euler_maruyama
 from lmatrank.operators import (KroneckerProduct, LinearNetworkHessian, SquaredOperator,
                                 as_operator, as_preconditioner)
 from tests._matrices import psd_with_rank
@@ -152,6 +152,42 @@ def test_device_driver_reports_the_first_diverged_step():
                 run_euler_maruyama(op, backend, **kwargs)
         steps.append(info.value.step)
     assert steps[0] == steps[1]
+
+
+def _baoab_chains(backend, A, precond, h, check_every):
+    op = as_operator(A, check_symmetry=False)
+    chains = BaoabChains(op, backend, n_chains=5, h=h, friction=0.7, temperature=0.5,
+                         precond=precond, noise="rademacher", gen=CounterStream(4),
+                         check_every=check_every)
+    return op, chains
+
+
+def test_device_baoab_chains_equal_host_chains():
+    # the device layout (rows written where the chains live, copied to the host every
+    # check_every rows, preconditioner factor applied by the backend) changes nothing
+    A, _ = psd_with_rank(np.random.default_rng(6), 40, 15, cond=10.0)
+    precond = as_preconditioner(np.linspace(0.5, 1.5, 40), 40)
+    runs = []
+    for backend, check_every in ((NumpyBackend(), None), (CupyBackend(xp=np), 7)):
+        op, chains = _baoab_chains(backend, A, precond, 0.5, check_every)
+        trace = np.concatenate([chains.advance(k) for k in (5, 13, 20)])
+        runs.append((trace, chains.q.copy(), chains.p.copy(), op.matvecs))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    np.testing.assert_array_equal(runs[0][2], runs[1][2])
+    assert runs[0][3] == runs[1][3] == 38 * 5
+    assert runs[0][0][-1].min() > 0
+
+
+def test_device_baoab_chains_report_the_first_diverged_step():
+    A = np.diag([1.0, 30.0, 0.0])  # h^2 lambda_max = 30 > 4: unstable
+    steps = []
+    for backend, check_every in ((NumpyBackend(), None), (CupyBackend(xp=np), 16)):
+        _, chains = _baoab_chains(backend, A, as_preconditioner(None, 3), 1.0, check_every)
+        with pytest.raises(DivergedRun) as info:
+            chains.advance(400)
+        steps.append(info.value.step)
+    assert steps[0] == steps[1] < 400
 
 
 # ---------------------------------------------------------------- products
