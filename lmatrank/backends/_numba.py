@@ -75,7 +75,7 @@ from scipy.sparse.csgraph import reverse_cuthill_mckee
 from . import _numba_kernels as _k
 from ._numpy import NumpyBackend
 
-__all__ = ["NumbaBackend", "FUSE_TRIALS", "PARALLEL_MIN_ENTRIES", "ROUNDING_RATIO_WARN", "REORDER_MIN_NNZ", "REORDER_MIN_GAIN"]
+__all__ = ["NumbaBackend", "FUSE_TRIALS", "UNROLL_MAX_SPAN", "PARALLEL_MIN_ENTRIES", "ROUNDING_RATIO_WARN", "REORDER_MIN_NNZ", "REORDER_MIN_GAIN"]
 
 #: Warn when float32 rounding of the state adds this fraction of the Langevin noise.
 ROUNDING_RATIO_WARN = 1e-4
@@ -85,6 +85,12 @@ REORDER_MIN_NNZ = 200_000
 #: ``reorder="auto"`` applies the permutation when it shrinks the mean column
 #: distance ``mean |i - j|`` over the nonzeros by at least this factor.
 REORDER_MIN_GAIN = 4.0
+
+#: Row products sum four nonzeros per pass when the block rows within the matrix's mean
+#: column distance of a row take at most this many bytes (measured on the 1e6-row benchmark
+#: matrices: the 2-D grid, 2.6 KB at b = 8 in float64, gains 1.3-1.6x; the random graph,
+#: 19 MB, loses up to 1.3x).
+UNROLL_MAX_SPAN = 1 << 20
 
 #: ``fuse="auto"`` times each sparse step variant this many times before choosing.
 FUSE_TRIALS = 4
@@ -142,7 +148,7 @@ class _SparsePlan:
         # "fuse": (scheme, b, dtype) -> fused step chosen by timing (NumbaBackend fuse="auto")
         self.info = dict(reorder=reorder, permuted=False, fuse={})
         self.variant_times = {}
-        perm = None
+        perm = distance = None
         if reorder is not False and M.nnz > 0:
             if reorder is True or M.nnz >= REORDER_MIN_NNZ:
                 start = time.perf_counter()
@@ -153,13 +159,21 @@ class _SparsePlan:
                 before, after = mean_column_distance(M), mean_column_distance(permuted)
                 self.info.update(mean_distance_before=before, mean_distance_after=after,
                                  rcm_seconds=time.perf_counter() - start)
+                distance = before
                 if reorder is True or after * REORDER_MIN_GAIN <= before:
-                    perm, M = candidate, permuted
+                    perm, M, distance = candidate, permuted, after
                     self.info["permuted"] = True
         self.perm = perm
         self.indptr = M.indptr
         self.indices = M.indices
         self.data = np.ascontiguousarray(M.data)
+        self.mean_distance = mean_column_distance(M) if distance is None else distance
+
+    def unroll(self, X):
+        """Whether row products of the block `X` sum four nonzeros per pass: when the rows
+        gathered around a row (``mean |i - j|`` rows of ``X``) fit in ``UNROLL_MAX_SPAN``
+        bytes, i.e. the gathers hit the cache (see ``_numba_kernels._row_product``)."""
+        return bool(self.mean_distance * X.shape[1] * X.itemsize <= UNROLL_MAX_SPAN)
 
 
 class NumbaBackend:
@@ -300,7 +314,8 @@ class NumbaBackend:
         if X.shape[1] == 1:
             _k.csr_matvec(plan.indptr, plan.indices, plan.data, X[:, 0], Y[:, 0], perm, scatter)
         else:
-            _k.csr_matmat(plan.indptr, plan.indices, plan.data, X, Y, perm, scatter)
+            _k.csr_matmat(plan.indptr, plan.indices, plan.data, X, Y, perm, scatter,
+                          plan.unroll(X))
 
     @staticmethod
     def parallel_copy(src, dst):
@@ -396,9 +411,9 @@ class NumbaBackend:
             xi, s, quad, gnorm, sq = self._scratch(n, b, theta.dtype)
             track_sq = theta.dtype == np.float32
             with _threads_for(n * b):
-                _k.em_step_csr(plan.indptr, plan.indices, plan.data, src, dst, perm, permuted,
-                               gdiag, use_g, float(eta), float(noise_std), self.last_key, code,
-                               track_sq, xi, s, quad, gnorm, sq)
+                _k.em_step_csr(plan.indptr, plan.indices, plan.data, plan.unroll(src), src, dst,
+                               perm, permuted, gdiag, use_g, float(eta), float(noise_std),
+                               self.last_key, code, track_sq, xi, s, quad, gnorm, sq)
             op.count(b)
             self._check_rounding(dst, sq, noise_std, gdiag, use_g)
             result = dst, quad.sum(axis=0), gnorm.sum(axis=0)
@@ -488,9 +503,9 @@ class NumbaBackend:
             self.last_key = draw_key(gen)
             xi, s, quad = self._scratch(n, b, q.dtype)[:3]
             with _threads_for(n * b):
-                _k.baoab_step_csr(plan.indptr, plan.indices, plan.data, src, dst, p, perm,
-                                  permuted, gdiag, use_g, float(h), float(friction), kick,
-                                  self.last_key, code, xi, s, quad)
+                _k.baoab_step_csr(plan.indptr, plan.indices, plan.data, plan.unroll(src), src,
+                                  dst, p, perm, permuted, gdiag, use_g, float(h),
+                                  float(friction), kick, self.last_key, code, xi, s, quad)
             op.count(b)
             result = dst, quad.sum(axis=0)
         if sparse:

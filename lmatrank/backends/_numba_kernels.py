@@ -106,19 +106,15 @@ def noise_block(key, kind, out, scratch):
 
 
 @njit(parallel=True, cache=True)
-def csr_matmat(indptr, indices, data, X, Y, perm, scatter):
-    """``Y[p(i)] = row_i(A) @ X`` for a block ``X`` (n, b); ``p = perm`` if `scatter`."""
+def csr_matmat(indptr, indices, data, X, Y, perm, scatter, unroll):
+    """``Y[p(i)] = row_i(A) @ X`` for a block ``X`` (n, b); ``p = perm`` if `scatter`.
+
+    `unroll` sums four nonzeros per pass over the block row (see :func:`_row_product`).
+    """
     n = indptr.size - 1
-    b = X.shape[1]
     for i in prange(n):
         dst = np.int64(perm[i]) if scatter else np.int64(i)
-        for c in range(b):
-            Y[dst, c] = 0
-        for k in range(indptr[i], indptr[i + 1]):
-            a = data[k]
-            j = np.uint64(indices[k])
-            for c in range(b):
-                Y[dst, c] += a * X[j, c]
+        _row_product(indptr, indices, data, X, i, Y, dst, unroll)
 
 
 @njit(parallel=True, cache=True)
@@ -201,18 +197,43 @@ def _em_row(src, i, s, si, dst, d, g, eta, noise_std, key, kind, xi, quad, gnorm
 
 
 @njit(cache=True, inline="always")
-def _row_product(indptr, indices, data, src, i, acc, ai):
-    """``acc[ai] = row_i(A) @ src`` in the dtype of `acc` (the operator's): the same
-    operations in the same order as :func:`csr_matmat`, so a fused step and a
-    product followed by an update agree bit for bit."""
+def _row_product(indptr, indices, data, src, i, acc, ai, unroll):
+    """``acc[ai] = row_i(A) @ src`` in the dtype of `acc` (the operator's).
+
+    :func:`csr_matmat` and the fused steps both use it, so a fused step and a
+    product followed by an update agree bit for bit. The running sum lives in
+    memory (the block width is not known at compile time), so each nonzero
+    adds a store-to-load round trip to the row's dependency chain; `unroll`
+    adds four nonzeros per pass, which shortens the chain fourfold: measured
+    1.3-1.6x faster on banded matrices, whose gathered rows are in cache, and
+    up to 1.3x slower on scattered ones, whose gathers wait on memory (the
+    backend decides per matrix, see ``NumbaBackend``).
+    """
     b = src.shape[1]
     for c in range(b):
         acc[ai, c] = 0
-    for k in range(indptr[i], indptr[i + 1]):
+    k = indptr[i]
+    end = indptr[i + 1]
+    if unroll:
+        while k + 3 < end:
+            a0 = data[k]
+            a1 = data[k + 1]
+            a2 = data[k + 2]
+            a3 = data[k + 3]
+            j0 = np.uint64(indices[k])
+            j1 = np.uint64(indices[k + 1])
+            j2 = np.uint64(indices[k + 2])
+            j3 = np.uint64(indices[k + 3])
+            for c in range(b):
+                acc[ai, c] += (a0 * src[j0, c] + a1 * src[j1, c]) + (a2 * src[j2, c]
+                                                                      + a3 * src[j3, c])
+            k += 4
+    while k < end:
         a = data[k]
         j = np.uint64(indices[k])
         for c in range(b):
             acc[ai, c] += a * src[j, c]
+        k += 1
 
 
 @njit(parallel=True, cache=True)
@@ -239,8 +260,8 @@ def em_update(theta_src, s_theta, theta_dst, perm, permuted, gdiag, use_g, eta, 
 
 
 @njit(parallel=True, cache=True)
-def em_step_csr(indptr, indices, data, theta_src, theta_dst, perm, permuted, gdiag, use_g,
-                eta, noise_std, key, kind, track_sq, xi_scratch, s_scratch, quad_part,
+def em_step_csr(indptr, indices, data, unroll, theta_src, theta_dst, perm, permuted, gdiag,
+                use_g, eta, noise_std, key, kind, track_sq, xi_scratch, s_scratch, quad_part,
                 gnorm_part, sq_part):
     """Fused EM step: CSR product, noise, update and observables in one pass.
 
@@ -258,7 +279,7 @@ def em_step_csr(indptr, indices, data, theta_src, theta_dst, perm, permuted, gdi
         gnorm[:] = 0.0
         sq[:] = 0.0
         for i in range(ch * CHUNK, min(n, (ch + 1) * CHUNK)):
-            _row_product(indptr, indices, data, theta_src, i, s_scratch, ch)
+            _row_product(indptr, indices, data, theta_src, i, s_scratch, ch, unroll)
             d = np.int64(perm[i]) if permuted else np.int64(i)
             g = gdiag[d] if use_g else 1.0
             _em_row(theta_src, i, s_scratch, ch, theta_dst, d, g, eta, noise_std, key, kind,
@@ -318,8 +339,8 @@ def baoab_update(q_src, s_q, q_dst, p, perm, permuted, gdiag, use_g, h, friction
 
 
 @njit(parallel=True, cache=True)
-def baoab_step_csr(indptr, indices, data, q_src, q_dst, p, perm, permuted, gdiag, use_g, h,
-                   friction, kick, key, kind, xi_scratch, s_scratch, quad_part):
+def baoab_step_csr(indptr, indices, data, unroll, q_src, q_dst, p, perm, permuted, gdiag,
+                   use_g, h, friction, kick, key, kind, xi_scratch, s_scratch, quad_part):
     """Fused BAOAB step: ``S q`` (CSR), kicks, drifts, noise and ``q^T S q`` in one pass.
 
     Positions are double-buffered (``q_src`` -> ``q_dst``), velocities ``p``
@@ -331,7 +352,7 @@ def baoab_step_csr(indptr, indices, data, q_src, q_dst, p, perm, permuted, gdiag
         quad = quad_part[ch]
         quad[:] = 0.0
         for i in range(ch * CHUNK, min(n, (ch + 1) * CHUNK)):
-            _row_product(indptr, indices, data, q_src, i, s_scratch, ch)
+            _row_product(indptr, indices, data, q_src, i, s_scratch, ch, unroll)
             d = np.int64(perm[i]) if permuted else np.int64(i)
             g = gdiag[d] if use_g else 1.0
             _baoab_row(q_src, i, s_scratch, ch, p, q_dst, d, g, h, friction, kick, key, kind,

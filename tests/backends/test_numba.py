@@ -94,11 +94,17 @@ def test_bad_options(be):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("reorder", [False, True])
 @pytest.mark.parametrize("b", [1, 2, 7, 32, 70])
-def test_csr_product_matches_scipy(dtype, reorder, b):
+@pytest.mark.parametrize("unroll", [True, False])
+def test_csr_product_matches_scipy(dtype, reorder, b, unroll, monkeypatch):
+    import lmatrank.backends._numba as numba_backend
+
+    # small test matrices are "local" (unrolled row sums); a zero span forces the plain loop
+    monkeypatch.setattr(numba_backend, "UNROLL_MAX_SPAN", 1 << 20 if unroll else 0)
     rng = np.random.default_rng(b)
     A = _random_laplacian(500, 6, rng, dtype)
     op = as_operator(A, check_symmetry=False)
     be = NumbaBackend(reorder=reorder)
+    assert be.sparse_plan(op).unroll(np.empty((500, b), dtype)) is unroll
     X = rng.standard_normal((500, b)).astype(dtype)
     Y = be.matmat(op, X)
     expected = A.astype(np.float64) @ X.astype(np.float64)
@@ -315,8 +321,13 @@ def test_dense_and_generic_fall_back_to_update(be):
 @pytest.mark.parametrize("kind", ["rademacher", "gaussian"])
 @pytest.mark.parametrize("b", [8, 70])
 @pytest.mark.parametrize("reorder", [False, True])
-def test_fused_and_two_pass_steps_are_bit_identical(scheme, dtype, kind, b, reorder):
+@pytest.mark.parametrize("unroll", [True, False])
+def test_fused_and_two_pass_steps_are_bit_identical(scheme, dtype, kind, b, reorder, unroll,
+                                                   monkeypatch):
     # fuse="auto" picks between the two by timing alone, so they must agree exactly
+    import lmatrank.backends._numba as numba_backend
+
+    monkeypatch.setattr(numba_backend, "UNROLL_MAX_SPAN", 1 << 20 if unroll else 0)
     rng = np.random.default_rng(12)
     n = 500
     op = as_operator(_random_laplacian(n, 6, rng, dtype), check_symmetry=False)
