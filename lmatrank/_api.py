@@ -122,7 +122,9 @@ def estimate_rank(A, *, method=DEFAULT_METHOD, rtol=None, atol=None, rng=None,
     **options
         Method options, e.g. ``n_chains``, ``n_steps``, ``n_avg``, ``eta``,
         ``sigma2``, ``preconditioner``, ``max_matvecs``, ``backend``, ``paper``
-        for Langevin. Unknown options raise ``TypeError``.
+        for Langevin; ``backend`` also for the spectral methods (``"chebyshev"``,
+        ``"kpm"``, ``"slq"``, ``"sketch"``: where their products and length-``n``
+        arrays live, e.g. ``"cupy"``). Unknown options raise ``TypeError``.
 
     Returns
     -------

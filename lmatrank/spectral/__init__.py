@@ -5,6 +5,11 @@ Rank methods registered in :func:`lmatrank.estimate_rank`: ``"chebyshev"``,
 (:func:`slq_rank`) and ``"sketch"`` (:func:`sketch_rank`). The building blocks
 (damping, step coefficients, block moments, KPM density of states, threshold
 rules, batched Lanczos) are public for reuse and testing.
+
+All rank methods take ``backend=`` (None: chosen from the input): for input on a
+CUDA device, or ``backend="cupy"``, the length-``n`` arrays live on the device
+and only small results (Lanczos coefficients, moments, sketch-width matrices)
+come to the host; the building blocks take the array namespace as ``xp=``.
 """
 
 from ._chebyshev import (chebyshev_moments, chebyshev_series, count_from_moments,

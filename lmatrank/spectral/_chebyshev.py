@@ -16,12 +16,16 @@ A symmetric ``A`` with spectrum in ``[lmin, lmax]`` is mapped to
 whose spectrum lies in ``[-1, 1]``. For a block of probes ``V`` (one column per
 probe) the moments ``Y[k, l] = v_l^T T_k(B) v_l`` come from the three-term
 recurrence ``W_{k+1} = 2 B W_k - W_{k-1}``: one block product per degree for all
-probes together.
+probes together. The blocks ``W_k`` may live in any array namespace ``xp``
+(e.g. CuPy, see :func:`chebyshev_moments`); the moments are reduced there and
+cross to the host once, as one ``(m + 1, n_probes)`` array.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from ._arrays import to_host
 
 __all__ = ["jackson_damping", "sigma_damping", "damping_coefficients", "step_coefficients",
            "chebyshev_moments", "chebyshev_series", "kpm_grid", "kpm_dos",
@@ -121,7 +125,7 @@ def step_coefficients(degree, a, b):
     return np.concatenate(([(alpha - beta) / np.pi], gam))
 
 
-def chebyshev_moments(matmat, V, degree, *, center, half_width, doubling=False):
+def chebyshev_moments(matmat, V, degree, *, center, half_width, doubling=False, xp=None):
     r"""Moments ``Y[k, l] = v_l^T T_k(B) v_l`` for a block of probes, ``B = (A - c)/h``.
 
     Parameters
@@ -139,11 +143,14 @@ def chebyshev_moments(matmat, V, degree, *, center, half_width, doubling=False):
         KPM doubling: also use ``T_{2k} = 2 T_k^2 - T_0`` and
         ``T_{2k+1} = 2 T_{k+1} T_k - T_1`` to return ``2 m + 1`` moments from ``m``
         products (Weiße et al. 2006).
+    xp : module, optional
+        Array namespace of the recurrence (default numpy): `V` is moved with
+        ``xp.asarray`` once and `matmat` receives and returns ``xp`` blocks.
 
     Returns
     -------
     ndarray, shape (m + 1, n_probes) or (2 m + 1, n_probes)
-        Moments in float64.
+        Moments in float64, on the host (one conversion at the end).
 
     Examples
     --------
@@ -157,26 +164,28 @@ def chebyshev_moments(matmat, V, degree, *, center, half_width, doubling=False):
     m = _check_degree(degree)
     if not half_width > 0:
         raise ValueError(f"half_width must be > 0, got {half_width!r}")
-    V = np.asarray(V)
+    xp = np if xp is None else xp
+    V = xp.asarray(V)
     if V.ndim != 2:
         raise ValueError(f"probes must be a 2-D block (n, n_probes), got shape {V.shape}")
     work_dtype = V.dtype
     W_prev = V.astype(np.float64)
+    dot = lambda X, Z: xp.einsum("ij,ij->j", X, Z)  # noqa: E731 - column-wise inner products
 
     def apply_b(W):
-        out = np.asarray(matmat(W.astype(work_dtype, copy=False)), dtype=np.float64)
+        out = xp.asarray(matmat(W.astype(work_dtype, copy=False)), dtype=np.float64)
         out -= center * W
         out /= half_width
         return out
 
     n_mom = 2 * m + 1 if doubling else m + 1
-    Y = np.empty((n_mom, V.shape[1]))
-    Y[0] = np.einsum("ij,ij->j", W_prev, W_prev)
+    Y = xp.empty((n_mom, V.shape[1]), dtype=np.float64)   # reduced where the blocks live
+    Y[0] = dot(W_prev, W_prev)
     W = apply_b(W_prev)
-    Y[1] = np.einsum("ij,ij->j", W_prev, W)
+    Y[1] = dot(W_prev, W)
     if doubling:
         y0, y1 = Y[0].copy(), Y[1].copy()
-        Y[2] = 2 * np.einsum("ij,ij->j", W, W) - y0
+        Y[2] = 2 * dot(W, W) - y0
     V0 = W_prev
     for k in range(1, m):
         W_next = apply_b(W)
@@ -184,11 +193,11 @@ def chebyshev_moments(matmat, V, degree, *, center, half_width, doubling=False):
         W_next -= W_prev
         W_prev, W = W, W_next
         if doubling:  # W_prev = T_k v, W = T_{k+1} v
-            Y[2 * k + 1] = 2 * np.einsum("ij,ij->j", W, W_prev) - y1
-            Y[2 * k + 2] = 2 * np.einsum("ij,ij->j", W, W) - y0
+            Y[2 * k + 1] = 2 * dot(W, W_prev) - y1
+            Y[2 * k + 2] = 2 * dot(W, W) - y0
         else:
-            Y[k + 1] = np.einsum("ij,ij->j", V0, W)
-    return Y
+            Y[k + 1] = dot(V0, W)
+    return to_host(xp, Y)
 
 
 def chebyshev_series(coefficients, t):

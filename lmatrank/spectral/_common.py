@@ -7,6 +7,7 @@ import numbers
 import numpy as np
 
 from ..backends import rademacher
+from ._arrays import spectral_arrays
 from ._lanczos import lanczos_extremes
 
 __all__ = []
@@ -61,21 +62,27 @@ def unit_probes(gen, n, count, kind, dtype=np.float64):
     return V.astype(dtype, copy=False)
 
 
-def spectrum_interval(op, gen, *, lanczos_steps, spectrum, pad_abs=None, pad_rel=1e-5):
+def spectrum_interval(op, gen, *, lanczos_steps, spectrum, pad_abs=None, pad_rel=1e-5,
+                      arrays=None):
     """Lanczos extremes and a safe interval ``[lmin, lmax]`` for a Chebyshev expansion.
 
     ``spectrum="psd"`` fixes the lower end at ``0 - pad``; ``"indefinite"`` uses
     the Lanczos outer bound; ``"auto"`` decides from the smallest Ritz value
     (an inner bound: a clearly negative one proves a negative eigenvalue).
     The pad is ``pad_abs`` when given (the published code's 1e-5) and
-    ``pad_rel * |lambda|_max`` otherwise.
+    ``pad_rel * |lambda|_max`` otherwise. ``arrays``
+    (:func:`~lmatrank.spectral._arrays.spectral_arrays`, default: from `op`)
+    says where the Lanczos vectors live and how products are taken.
 
     Returns
     -------
     dict with ``lmin``, ``lmax``, ``scale`` (|lambda|_max estimate), ``indefinite``,
     ``lanczos`` (the raw :func:`lanczos_extremes` output).
     """
-    ext = lanczos_extremes(op.matmat, op.n, rng=gen, n_steps=lanczos_steps, dtype=np.float64)
+    if arrays is None:
+        arrays = spectral_arrays(op)
+    ext = lanczos_extremes(arrays.apply, op.n, rng=gen, n_steps=lanczos_steps, dtype=np.float64,
+                           xp=arrays.xp)
     scale = max(abs(ext["ritz_min"]), abs(ext["ritz_max"]))
     pad = pad_abs if pad_abs is not None else pad_rel * scale
     clearly_negative = ext["ritz_min"] < -np.sqrt(np.finfo(op.dtype).eps) * scale

@@ -6,6 +6,12 @@ Full reorthogonalisation is done blockwise (``v - Q (Q^T v)``, twice), not in
 a column loop. Ritz values lie inside the spectrum, so the reported extreme
 Ritz values are *inner* bounds; :func:`lanczos_extremes` also returns padded
 outer estimates using the residual norm of the extreme Ritz pairs.
+
+Every function takes an array namespace ``xp`` (default numpy): the vectors of
+length ``n`` (start vectors, the Lanczos basis, the recurrence) live in ``xp``
+(e.g. CuPy, see :func:`lmatrank.spectral._arrays.spectral_arrays`), while the
+tridiagonal coefficients are brought to the host one scalar (or one row of
+probes) per step for the breakdown test and scipy's ``eigh_tridiagonal``.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+
+from ._arrays import to_host
 
 __all__ = ["LanczosResult", "lanczos", "lanczos_extremes", "BatchedLanczosResult",
            "batched_lanczos"]
@@ -35,7 +43,7 @@ class LanczosResult:
 
     alpha: np.ndarray
     beta: np.ndarray
-    basis: np.ndarray | None
+    basis: object | None   # (n, steps) array in the namespace the run used
     breakdown: bool
 
     @property
@@ -49,7 +57,7 @@ class LanczosResult:
         return scipy.linalg.eigh_tridiagonal(self.alpha, self.beta[: self.steps - 1])
 
 
-def lanczos(apply, v0, n_steps, *, keep_basis=False, reorthogonalize=True):
+def lanczos(apply, v0, n_steps, *, keep_basis=False, reorthogonalize=True, xp=None):
     """Run `n_steps` of Lanczos on the symmetric map `apply` from `v0`.
 
     Parameters
@@ -63,6 +71,11 @@ def lanczos(apply, v0, n_steps, *, keep_basis=False, reorthogonalize=True):
     keep_basis, reorthogonalize : bool
         Keep the Lanczos vectors; reorthogonalise fully against them
         (blockwise, twice) — this needs the basis anyway.
+    xp : module, optional
+        Array namespace of the vectors (default numpy); `v0` is converted with
+        ``xp.asarray`` and `apply` receives and returns ``xp`` blocks. ``alpha``
+        and ``beta`` are host arrays (two scalars cross per step), ``basis``
+        stays in ``xp``.
 
     Returns
     -------
@@ -81,19 +94,20 @@ def lanczos(apply, v0, n_steps, *, keep_basis=False, reorthogonalize=True):
     >>> bool(np.allclose(Q.T @ A @ Q, T))
     True
     """
+    xp = np if xp is None else xp
     n = v0.shape[0]
     n_steps = int(min(n_steps, n))
     work_dtype = np.float64
     store = keep_basis or reorthogonalize
-    Q = np.empty((n, n_steps), dtype=work_dtype) if store else None
-    alpha = np.zeros(n_steps)
+    Q = xp.empty((n, n_steps), dtype=work_dtype) if store else None
+    alpha = np.zeros(n_steps)   # host: the small tridiagonal problem
     beta = np.zeros(n_steps)
-    q = np.asarray(v0, dtype=work_dtype).copy()
-    norm = np.linalg.norm(q)
+    q = xp.asarray(v0, dtype=work_dtype).copy()
+    norm = float(xp.linalg.norm(q))
     if norm == 0:
         raise ValueError("Lanczos start vector is zero")
     q /= norm
-    q_prev = np.zeros_like(q)
+    q_prev = xp.zeros_like(q)
     b_prev = 0.0
     breakdown = False
     steps = 0
@@ -101,13 +115,13 @@ def lanczos(apply, v0, n_steps, *, keep_basis=False, reorthogonalize=True):
     for k in range(n_steps):
         if store:
             Q[:, k] = q
-        w = np.asarray(apply(q[:, None]), dtype=work_dtype)[:, 0]
+        w = xp.asarray(apply(q[:, None]), dtype=work_dtype)[:, 0]
         a = q @ w
         w -= a * q + b_prev * q_prev
         if reorthogonalize:
             for _ in range(2):  # "twice is enough" (Kahan–Parlett)
                 w -= Q[:, : k + 1] @ (Q[:, : k + 1].T @ w)
-        b = np.linalg.norm(w)
+        a, b = float(a), float(xp.linalg.norm(w))   # the two scalars of this step, to the host
         alpha[k], beta[k] = a, b
         steps = k + 1
         t_scale = max(t_scale, abs(a), b)  # ~ |A|: breakdown is relative to it
@@ -119,8 +133,24 @@ def lanczos(apply, v0, n_steps, *, keep_basis=False, reorthogonalize=True):
     return LanczosResult(alpha[:steps], beta[:steps], basis, breakdown)
 
 
-def lanczos_extremes(apply, n, *, rng, n_steps=None, dtype=np.float64):
+def lanczos_extremes(apply, n, *, rng, n_steps=None, dtype=np.float64, xp=None):
     """Estimate the extreme eigenvalues of a symmetric operator.
+
+    Parameters
+    ----------
+    apply : callable
+        ``apply(X) -> A @ X`` for a block ``X`` of shape ``(n, 1)``.
+    n : int
+        Order of the operator.
+    rng : seed or Generator
+        Source of the Gaussian start vector (drawn on the host with numpy, so
+        the result does not depend on `xp`).
+    n_steps : int, optional
+        Lanczos steps (default ``min(n, max(30, 2 sqrt(n)), 80)``).
+    dtype : numpy dtype
+        Precision the start vector is drawn in (the recurrence runs in float64).
+    xp : module, optional
+        Array namespace of the Lanczos vectors (default numpy; see :func:`lanczos`).
 
     Returns
     -------
@@ -144,7 +174,7 @@ def lanczos_extremes(apply, n, *, rng, n_steps=None, dtype=np.float64):
     if n_steps is None:
         n_steps = int(min(n, max(30, 2 * np.sqrt(n)), 80))
     v0 = rng.standard_normal(n).astype(dtype)
-    res = lanczos(apply, v0, n_steps)
+    res = lanczos(apply, v0, n_steps, xp=xp)
     theta, S = res.ritz()
     b_last = res.beta[res.steps - 1]
     exact = res.breakdown or res.steps == n
@@ -170,8 +200,9 @@ class BatchedLanczosResult:
     steps : ndarray of int, shape (n_probes,)
         Lanczos steps taken per probe (smaller than ``m`` after breakdown,
         when the probe's Krylov space is invariant and its quadrature exact).
-    basis : ndarray, shape (n_probes, n, m) or None
-        Lanczos vectors (kept when reorthogonalising).
+    basis : array, shape (n_probes, n, m) or None
+        Lanczos vectors (kept when reorthogonalising), in the array namespace
+        the run used.
 
     Examples
     --------
@@ -188,7 +219,7 @@ class BatchedLanczosResult:
     alpha: np.ndarray
     beta: np.ndarray
     steps: np.ndarray
-    basis: np.ndarray | None
+    basis: object | None
 
     def ritz(self, probe):
         """Ritz values (ascending) and eigenvectors of ``T`` for one probe."""
@@ -199,7 +230,7 @@ class BatchedLanczosResult:
         return scipy.linalg.eigh_tridiagonal(a, self.beta[probe, : k - 1])
 
 
-def batched_lanczos(matmat, V, n_steps, *, reorthogonalize=True, dtype=None):
+def batched_lanczos(matmat, V, n_steps, *, reorthogonalize=True, dtype=None, xp=None):
     """Lanczos on every column of `V` at once: one block product per step.
 
     Each column ``v_l`` runs its own Lanczos recurrence on the symmetric map
@@ -222,6 +253,11 @@ def batched_lanczos(matmat, V, n_steps, *, reorthogonalize=True, dtype=None):
     dtype : numpy dtype, optional
         Dtype of the blocks passed to `matmat` (default: ``V.dtype``); the
         recurrence itself runs in float64.
+    xp : module, optional
+        Array namespace of the blocks and the bases (default numpy). `V` is
+        moved with ``xp.asarray`` once; per step only the ``alpha`` and
+        ``beta`` rows (one number per probe) come to the host, for the
+        breakdown test.
 
     Returns
     -------
@@ -236,7 +272,8 @@ def batched_lanczos(matmat, V, n_steps, *, reorthogonalize=True, dtype=None):
     >>> bool(np.allclose(res.ritz(0)[0], np.arange(1.0, 51.0)))
     True
     """
-    V = np.asarray(V)
+    xp = np if xp is None else xp
+    V = xp.asarray(V)
     if V.ndim != 2:
         raise ValueError(f"start block must be 2-D (n, n_probes), got shape {V.shape}")
     n, nv = V.shape
@@ -244,13 +281,16 @@ def batched_lanczos(matmat, V, n_steps, *, reorthogonalize=True, dtype=None):
         raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
     m = int(min(n_steps, n))
     work = np.dtype(dtype) if dtype is not None else V.dtype
-    norms = np.linalg.norm(V.astype(np.float64), axis=0)
-    if np.any(norms == 0):
+    V64 = V.astype(np.float64)
+    norms = xp.linalg.norm(V64, axis=0)
+    if np.any(to_host(xp, norms) == 0):
         raise ValueError("a Lanczos start vector is zero")
-    q = V.astype(np.float64) / norms
-    q_prev = np.zeros_like(q)
-    b_prev = np.zeros(nv)
-    Q = np.empty((nv, m, n)) if reorthogonalize else None  # per probe: rows are basis vectors
+    q = V64 / norms
+    q_prev = xp.zeros_like(q)
+    b_prev = xp.zeros(nv, dtype=np.float64)
+    # per probe: rows are basis vectors
+    Q = xp.empty((nv, m, n), dtype=np.float64) if reorthogonalize else None
+    # host: the small tridiagonal problems and the breakdown bookkeeping
     alpha = np.zeros((nv, m))
     beta = np.zeros((nv, m))
     steps = np.zeros(nv, dtype=int)
@@ -259,26 +299,28 @@ def batched_lanczos(matmat, V, n_steps, *, reorthogonalize=True, dtype=None):
     for k in range(m):
         if reorthogonalize:
             Q[:, k, :] = q.T
-        w = np.asarray(matmat(q.astype(work, copy=False)), dtype=np.float64)
-        a = np.einsum("ij,ij->j", q, w)
+        w = xp.asarray(matmat(q.astype(work, copy=False)), dtype=np.float64)
+        a = xp.einsum("ij,ij->j", q, w)
         w -= a * q + b_prev * q_prev
         if reorthogonalize:
             Qk = Q[:, : k + 1, :]                      # (nv, k+1, n)
             for _ in range(2):
                 coef = Qk @ w.T[:, :, None]            # (nv, k+1, 1): Q_l^T w_l
                 w -= (Qk.transpose(0, 2, 1) @ coef)[:, :, 0].T
-        b = np.linalg.norm(w, axis=0)
-        alpha[active, k] = a[active]
-        beta[active, k] = b[active]
+        b = xp.linalg.norm(w, axis=0)
+        a_host, b_host = to_host(xp, a), to_host(xp, b)
+        alpha[active, k] = a_host[active]
+        beta[active, k] = b_host[active]
         steps[active] = k + 1
         # breakdown relative to |T| so far (~ |A|), not to this step's entries: past an
         # invariant subspace both a and b are rounding noise and their ratio means nothing
-        t_scale = np.maximum(t_scale, np.maximum(np.abs(a), b))
-        broke = active & (b <= 1e-12 * np.maximum(t_scale, 1e-300) * np.sqrt(n))
+        t_scale = np.maximum(t_scale, np.maximum(np.abs(a_host), b_host))
+        broke = active & (b_host <= 1e-12 * np.maximum(t_scale, 1e-300) * np.sqrt(n))
         active &= ~broke
         if not active.any():
             break
-        safe_b = np.where(active, b, 1.0)
-        q_prev, q, b_prev = q, np.where(active, w / safe_b, 0.0), np.where(active, b, 0.0)
+        live = xp.asarray(active)
+        safe_b = xp.where(live, b, 1.0)
+        q_prev, q, b_prev = q, xp.where(live, w / safe_b, 0.0), xp.where(live, b, 0.0)
     basis = Q[:, : int(steps.max()), :].transpose(0, 2, 1) if reorthogonalize else None
     return BatchedLanczosResult(alpha, beta, steps, basis)

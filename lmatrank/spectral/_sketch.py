@@ -38,6 +38,15 @@ Cost for a final width ``k``: ``k`` products, about ``7 n k^2 + 6 k^3`` flops
 (:func:`sketch_flops`) and ``8 (n k + 3 n b + 3 k^2)`` bytes
 (:func:`sketch_bytes`, ``b`` the largest block), checked against
 ``max_memory`` before each block.
+
+Where the arrays live: ``Q``, the sketch blocks ``Y_b`` and ``Omega_b`` live in
+the backend's array namespace ``xp`` (CuPy for device input or
+``backend="cupy"``; see :func:`~lmatrank.spectral._arrays.spectral_arrays`), and
+the tall QR of a block runs there. ``Omega_b`` is drawn on the host from its
+seed (so the result does not depend on where it runs) and moved once. The small
+matrices — a block's ``R`` factor (``b x b``), its coefficients in the basis
+(``m x b``) and ``Q^T Omega`` (``m x k``) — come to the host for the SVDs, the
+least-squares solve and the eigenvalue problem.
 """
 
 from __future__ import annotations
@@ -47,6 +56,7 @@ import numpy as np
 import scipy.linalg
 
 from .._result import RankEstimate
+from ._arrays import spectral_arrays
 from ._common import check_int, check_positive
 
 __all__ = ["GrowingSketch", "sketch_bytes", "sketch_flops", "sketch_rank"]
@@ -98,6 +108,13 @@ def _svd(a):
         return scipy.linalg.svd(a, check_finite=False, lapack_driver="gesvd")
 
 
+def _tall_qr(xp, Y):
+    """Economic QR of a tall block where it lives (scipy's LAPACK on the host)."""
+    if xp is np:
+        return scipy.linalg.qr(Y, mode="economic", check_finite=False)
+    return xp.linalg.qr(Y, mode="reduced")
+
+
 class GrowingSketch:
     """A randomized range sketch ``Y = S Omega`` of a symmetric operator, grown block by block.
 
@@ -110,6 +127,10 @@ class GrowingSketch:
     max_memory : int, optional
         Blocks of ``Omega`` are kept in memory while the total stays within it,
         otherwise regenerated from their seeds when needed.
+    backend : None, str or backend object, optional
+        Where the products and the length-``n`` blocks live (None: host numpy
+        for host input, the CuPy backend for input on a CUDA device); see
+        :func:`~lmatrank.spectral._arrays.spectral_arrays`.
 
     Attributes
     ----------
@@ -131,15 +152,17 @@ class GrowingSketch:
     30
     """
 
-    def __init__(self, op, gen, *, max_memory=None):
+    def __init__(self, op, gen, *, max_memory=None, backend=None):
         self.op = op
+        self.arrays = spectral_arrays(op, backend)
+        self.xp = self.arrays.xp
         self.n = op.n
         self.gen = gen
         self.max_memory = max_memory
         self.tol = max(self.n, 1) * float(np.finfo(op.dtype).eps)
-        self.basis = []       # orthonormal blocks Q_j (n x m_j)
+        self.basis = []       # orthonormal blocks Q_j (n x m_j), xp arrays
         self.coeffs = []      # per sketch block: coefficients of Y_b in the basis so far (m x b)
-        self.seeds = []       # per sketch block: (seed, width, cached Omega_b or None)
+        self.seeds = []       # per sketch block: (seed, width, cached xp Omega_b or None)
         self.width = 0
         self.rank = 0
         self.scale = 0.0      # running estimate of |Y|_2
@@ -147,15 +170,18 @@ class GrowingSketch:
         self.asymmetry = 0.0  # |X - X^T|_2 / 2 of the last Rayleigh-Ritz solve
 
     def _omega(self, seed, width):
-        return np.random.default_rng(seed).standard_normal((self.n, width))
+        """``Omega_b`` from its seed: drawn on the host, moved to ``xp`` once."""
+        return self.xp.asarray(np.random.default_rng(seed).standard_normal((self.n, width)))
 
     def grow(self, width):
         """Add `width` columns (`width` products); update the basis by block Gram–Schmidt twice."""
+        xp, host = self.xp, self.arrays.asnumpy
         width = int(width)
         seed = int(self.gen.integers(2 ** 63))
         omega = self._omega(seed, width)
-        yb = np.asarray(self.op.matmat(omega.astype(self.op.dtype, copy=False)), dtype=np.float64)
-        if yb.shape != (self.n, width) or not np.all(np.isfinite(yb)):
+        yb = xp.asarray(self.arrays.apply(omega.astype(self.op.dtype, copy=False)),
+                        dtype=np.float64)
+        if yb.shape != (self.n, width) or not bool(xp.all(xp.isfinite(yb))):
             raise ValueError("operator returned non-finite values on a sketch block")
         coef_old = []
         for _ in range(2):  # classical Gram-Schmidt, twice
@@ -163,13 +189,15 @@ class GrowingSketch:
             for q, part in zip(self.basis, parts):
                 yb -= q @ part
             coef_old = parts if not coef_old else [a + b for a, b in zip(coef_old, parts)]
-        q_new, r_new = scipy.linalg.qr(yb, mode="economic", check_finite=False)
-        u, sv, vt = _svd(r_new)
+        q_new, r_new = _tall_qr(xp, yb)
+        # the small matrices (b x b, m_j x b) go to the host for the SVD and the coefficients
+        u, sv, vt = _svd(host(r_new))
+        coef_old = [host(c) for c in coef_old]
         proj_norm = max((np.linalg.norm(c, 2) for c in coef_old), default=0.0)
         self.scale = max(self.scale, float(sv[0]) if sv.size else 0.0, float(proj_norm))
         keep = int(np.sum(sv > self.tol * self.scale)) if self.scale > 0 else 0
         if keep:
-            self.basis.append(q_new @ u[:, :keep])
+            self.basis.append(q_new @ xp.asarray(u[:, :keep]))
         del q_new, yb
         coef = np.vstack(coef_old + [sv[:keep, None] * vt[:keep]]) if (coef_old or keep) \
             else np.zeros((0, width))
@@ -191,19 +219,18 @@ class GrowingSketch:
 
     def eigenvalues(self):
         """Rayleigh–Ritz eigenvalue estimates of ``S`` on the sketch's range (ascending)."""
+        xp = self.xp
         m, k = self.rank, self.width
         if m == 0:
             return np.zeros(0)
         coeff = np.zeros((m, k))
-        proj = np.empty((m, k))
+        proj = np.empty((m, k))   # Q^T Omega, m x k: to the host one sketch block at a time
         col = 0
         for c, (seed, w, cached) in zip(self.coeffs, self.seeds):
             coeff[:c.shape[0], col:col + w] = c
             omega = cached if cached is not None else self._omega(seed, w)
-            row = 0
-            for q in self.basis:
-                proj[row:row + q.shape[1], col:col + w] = q.T @ omega
-                row += q.shape[1]
+            proj[:, col:col + w] = self.arrays.asnumpy(
+                xp.concatenate([q.T @ omega for q in self.basis], axis=0))
             col += w
         # X P = C  <=>  P^T X^T = C^T, P^T (k x m) of full column rank
         qp, rp = scipy.linalg.qr(proj.T, mode="economic", check_finite=False)
@@ -215,7 +242,7 @@ class GrowingSketch:
 
 
 def sketch_rank(op, *, rtol=None, atol=None, rng=None, block_size=None, growth=1.5,
-                oversample=10, max_rank=None, max_memory=2**30, max_matvecs=None):
+                oversample=10, max_rank=None, max_memory=2**30, max_matvecs=None, backend=None):
     r"""Numerical rank from a randomized sketch grown until it is rank deficient.
 
     Called through :func:`lmatrank.estimate_rank` with ``method="sketch"``.
@@ -250,6 +277,11 @@ def sketch_rank(op, *, rtol=None, atol=None, rng=None, block_size=None, growth=1
         fit stops the growth with ``converged=False``. Default 1 GiB.
     max_matvecs : int, optional
         Product budget, handled like `max_memory`.
+    backend : {None, "numpy", "numba", "cupy"} or backend object
+        Where the products, the sketch blocks and the basis ``Q`` live (None:
+        host numpy for host input, the CuPy backend for input on a CUDA
+        device); the small Rayleigh–Ritz problem is solved on the host
+        (module docstring). `max_memory` then budgets device memory.
 
     Returns
     -------
@@ -290,7 +322,7 @@ def sketch_rank(op, *, rtol=None, atol=None, rng=None, block_size=None, growth=1
         raise ValueError(
             f"max_matvecs={max_matvecs} is too small for method='sketch': {op.matvecs} products "
             f"already spent and the first block needs {first}")
-    sketch = GrowingSketch(op, gen, max_memory=max_memory)
+    sketch = GrowingSketch(op, gen, max_memory=max_memory, backend=backend)
     result = grow_sketch(sketch, rtol=rtol, atol=atol, first=first, block_size=block_size,
                          growth=growth, oversample=oversample, width_cap=width_cap,
                          max_memory=max_memory, max_matvecs=max_matvecs,

@@ -11,7 +11,10 @@ and the average over probes estimates ``tr h(A)``. With ``h`` the indicator of
 kept, so the count at any other threshold (``eps/2``, ``2 eps``, the plateau
 rule) and the inertia cost no product. All probes share one block product per
 Lanczos step, and each probe is fully reorthogonalised against its own basis
-blockwise (:func:`~lmatrank.spectral.batched_lanczos`).
+blockwise (:func:`~lmatrank.spectral.batched_lanczos`). The probes are drawn on
+the host and moved once per block to the backend's array namespace, where the
+Lanczos bases live (CuPy for device input or ``backend="cupy"``); only the
+tridiagonal coefficients come back.
 
 References
 ----------
@@ -26,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._result import RankEstimate, rounded_rank
+from ._arrays import spectral_arrays
 from ._common import budget_probes, check_choice, check_int, unit_probes, user_threshold
 from ._gap import plateau_threshold
 from ._lanczos import batched_lanczos
@@ -37,7 +41,7 @@ _BLOCK_BYTES = 256 * 2**20
 
 def slq_rank(op, *, rtol=None, atol=None, rng=None, n_steps=50, n_probes=100,
              probes="rademacher", reorthogonalize=True, block_size=None, floor=1e-6,
-             max_matvecs=None):
+             max_matvecs=None, backend=None):
     r"""Eigenvalue count ``#{|lambda| > eps}`` by stochastic Lanczos quadrature.
 
     Called through :func:`lmatrank.estimate_rank` with ``method="slq"``.
@@ -69,6 +73,10 @@ def slq_rank(op, *, rtol=None, atol=None, rng=None, n_steps=50, n_probes=100,
     max_matvecs : int, optional
         Budget; fewer probes (``converged=False``) when it binds; ``ValueError``
         when it cannot pay for one probe.
+    backend : {None, "numpy", "numba", "cupy"} or backend object
+        Where the products, probe blocks and Lanczos bases live (None: host
+        numpy for host input, the CuPy backend for input on a CUDA device);
+        see :func:`~lmatrank.spectral.chebyshev_rank`.
 
     Returns
     -------
@@ -95,6 +103,7 @@ def slq_rank(op, *, rtol=None, atol=None, rng=None, n_steps=50, n_probes=100,
     max_matvecs = check_int("max_matvecs", max_matvecs, allow_none=True)
     if isinstance(floor, bool) or not (isinstance(floor, (int, float)) and 0 < floor < 0.5):
         raise ValueError(f"floor must be a number in (0, 0.5), got {floor!r}")
+    arrays = spectral_arrays(op, backend)
     gen = np.random.default_rng(rng)
     n = op.n
     m = min(n_steps, n)
@@ -105,7 +114,8 @@ def slq_rank(op, *, rtol=None, atol=None, rng=None, n_steps=50, n_probes=100,
     for start in range(0, used, block_size):
         count = min(block_size, used - start)
         V = unit_probes(gen, n, count, probes, dtype=op.dtype)
-        res = batched_lanczos(op.matmat, V, m, reorthogonalize=reorthogonalize, dtype=op.dtype)
+        res = batched_lanczos(arrays.apply, V, m, reorthogonalize=reorthogonalize,
+                              dtype=op.dtype, xp=arrays.xp)
         for lidx in range(count):
             theta, S = res.ritz(lidx)
             thetas.append(theta)

@@ -21,6 +21,11 @@ default (``faithful=False``) uses the scale-invariant plateau rule and
 Rademacher probes (lower variance, same expectation) with otherwise the same
 settings.
 
+The probes are drawn on the host with the numpy Generator (so the result does
+not depend on where the products run) and moved to the backend's array
+namespace once per block; the Chebyshev recurrence runs there (CuPy for device
+inputs or ``backend="cupy"``) and only the moments come back.
+
 References
 ----------
 .. [1] S. Ubaru, Y. Saad, "Fast methods for estimating the numerical rank of
@@ -40,6 +45,7 @@ import numpy as np
 from .._errors import ConvergenceWarning
 from .._result import RankEstimate, rounded_rank
 from ._chebyshev import chebyshev_moments, count_from_moments, kpm_dos
+from ._arrays import spectral_arrays
 from ._common import (budget_probes, check_choice, check_int, spectrum_interval, unit_probes,
                       user_threshold)
 from ._gap import find_gap, plateau_threshold
@@ -71,7 +77,8 @@ def _resolution_floor(degree, lmin, lmax, scale):
 
 
 def _ubaru_saad(op, *, name, rtol, atol, rng, faithful, degree, n_probes, n_points, damping,
-                gap_rule, probes, doubling, spectrum, lanczos_steps, block_size, max_matvecs):
+                gap_rule, probes, doubling, spectrum, lanczos_steps, block_size, max_matvecs,
+                backend):
     if not isinstance(faithful, (bool, np.bool_)):
         raise ValueError(f"faithful must be True or False, got {faithful!r}")
     base = _PUBLISHED if faithful else _DEFAULT
@@ -90,13 +97,14 @@ def _ubaru_saad(op, *, name, rtol, atol, rng, faithful, degree, n_probes, n_poin
     lanczos_steps = check_int("lanczos_steps", lanczos_steps, allow_none=True)
     block_size = check_int("block_size", block_size, allow_none=True)
     max_matvecs = check_int("max_matvecs", max_matvecs, allow_none=True)
+    arrays = spectral_arrays(op, backend)
     gen = np.random.default_rng(rng)
     n = op.n
     steps_planned = lanczos_steps or int(min(n, max(30, 2 * np.sqrt(n)), 80))
     budget_probes(name, max_matvecs, op.matvecs + steps_planned, degree, 1)
 
     bounds = spectrum_interval(op, gen, lanczos_steps=lanczos_steps, spectrum=spectrum,
-                               pad_abs=1e-5 if faithful else None)
+                               pad_abs=1e-5 if faithful else None, arrays=arrays)
     lmin, lmax, scale = bounds["lmin"], bounds["lmax"], bounds["scale"]
     info = dict(faithful=bool(faithful), degree=degree, damping=damping, gap_rule=gap_rule,
                 probes=probes, doubling=bool(doubling), lambda_min=lmin, lambda_max=lmax,
@@ -115,8 +123,8 @@ def _ubaru_saad(op, *, name, rtol, atol, rng, faithful, degree, n_probes, n_poin
     for start in range(0, used_probes, block_size):
         count = min(block_size, used_probes - start)
         V = unit_probes(gen, n, count, probes, dtype=op.dtype)
-        blocks.append(chebyshev_moments(op.matmat, V, degree, center=center,
-                                        half_width=half_width, doubling=doubling))
+        blocks.append(chebyshev_moments(arrays.apply, V, degree, center=center,
+                                        half_width=half_width, doubling=doubling, xp=arrays.xp))
     Y = np.concatenate(blocks, axis=1)
     if not np.all(np.isfinite(Y)):
         raise ValueError("Chebyshev moments are not finite: the spectrum is not inside "
@@ -176,7 +184,7 @@ def _ubaru_saad(op, *, name, rtol, atol, rng, faithful, degree, n_probes, n_poin
 def chebyshev_rank(op, *, rtol=None, atol=None, rng=None, faithful=False, degree=None,
                    n_probes=None, n_points=None, damping=None, gap_rule=None, probes=None,
                    doubling=False, spectrum="auto", lanczos_steps=None, block_size=None,
-                   max_matvecs=None):
+                   max_matvecs=None, backend=None):
     r"""Ubaru–Saad rank estimate: damped Chebyshev step filter + Hutchinson trace.
 
     Called through :func:`lmatrank.estimate_rank` with ``method="chebyshev"``.
@@ -222,6 +230,13 @@ def chebyshev_rank(op, *, rtol=None, atol=None, rng=None, faithful=False, degree
     max_matvecs : int, optional
         Budget; fewer probes are used (``converged=False``) when it binds, and
         a budget that cannot pay for one probe raises ``ValueError``.
+    backend : {None, "numpy", "numba", "cupy"} or backend object
+        Where the products and the length-``n`` arrays (probe blocks, Lanczos
+        vectors, Chebyshev recurrence) live. None: host numpy for host input,
+        the CuPy backend for input on a CUDA device. A backend's array
+        namespace ``xp`` is used when it has one (numpy otherwise); only the
+        moments and Lanczos coefficients cross to the host. Results are
+        identical in form (Python floats, host arrays in ``info``).
 
     Returns
     -------
@@ -246,12 +261,13 @@ def chebyshev_rank(op, *, rtol=None, atol=None, rng=None, faithful=False, degree
                        degree=degree, n_probes=n_probes, n_points=n_points, damping=damping,
                        gap_rule=gap_rule, probes=probes, doubling=doubling, spectrum=spectrum,
                        lanczos_steps=lanczos_steps, block_size=block_size,
-                       max_matvecs=max_matvecs)
+                       max_matvecs=max_matvecs, backend=backend)
 
 
 def kpm_rank(op, *, rtol=None, atol=None, rng=None, faithful=False, degree=None, n_probes=None,
              n_points=None, damping="jackson", gap_rule=None, probes=None, doubling=True,
-             spectrum="auto", lanczos_steps=None, block_size=None, max_matvecs=None):
+             spectrum="auto", lanczos_steps=None, block_size=None, max_matvecs=None,
+             backend=None):
     r"""KPM variant of :func:`chebyshev_rank`: Jackson damping and moment doubling.
 
     Called through :func:`lmatrank.estimate_rank` with ``method="kpm"``. Same
@@ -259,7 +275,8 @@ def kpm_rank(op, *, rtol=None, atol=None, rng=None, faithful=False, degree=None,
     (the KPM kernel, no negative densities) and ``doubling=True`` (``2 m``
     moments from ``m`` products, twice the resolution at the same cost). The
     density of states is returned in ``info["dos"]`` (``eigenvalues``,
-    ``density``, on the published grid).
+    ``density``, on the published grid). ``backend`` chooses where the
+    recurrence runs (see :func:`chebyshev_rank`).
 
     Examples
     --------
@@ -275,4 +292,4 @@ def kpm_rank(op, *, rtol=None, atol=None, rng=None, faithful=False, degree=None,
                        degree=degree, n_probes=n_probes, n_points=n_points, damping=damping,
                        gap_rule=gap_rule, probes=probes, doubling=doubling, spectrum=spectrum,
                        lanczos_steps=lanczos_steps, block_size=block_size,
-                       max_matvecs=max_matvecs)
+                       max_matvecs=max_matvecs, backend=backend)
