@@ -104,8 +104,22 @@ def _steps_to_resolve(eta, lam, residual=1e-3):
     return math.ceil(math.log(residual) / (2 * math.log(a)))
 
 
-def _spectrum_bounds(op, precond, gen, lanczos_steps):
-    """Lanczos on the symmetric similarity ``L^T S L`` (same spectrum as ``G S``)."""
+def _spectrum_bounds(op, precond, gen, lanczos_steps, be=None):
+    """Lanczos on the symmetric similarity ``L^T S L`` (same spectrum as ``G S``).
+
+    With a device backend (``be.on_device``: the CuPy backend) and an identity or
+    diagonal preconditioner the Lanczos vectors stay on the device and the
+    products are the backend's; otherwise they are host arrays and ``op.matmat``
+    (for a device input that copies each vector to the device and back: a
+    general preconditioner's factors are host callables).
+    """
+    if be is not None and getattr(be, "on_device", False) and (
+            precond.is_identity or precond.diagonal is not None):
+        def apply(X):  # L = L^T = diag(sqrt(g)) on the device
+            X = be.apply_precond_factor(precond, X.astype(op.dtype))
+            return be.apply_precond_factor(precond, be.matmat(op, X))
+
+        return lanczos_extremes(apply, op.n, rng=gen, n_steps=lanczos_steps, xp=be.xp)
     if precond.is_identity:
         apply = op.matmat
     else:
@@ -121,7 +135,7 @@ def _prepare(op, preconditioner, backend, gen, lanczos_steps, spectrum):
     """
     precond = as_preconditioner(preconditioner, op.n, op.dtype)
     be = get_backend(backend, op)
-    bounds = _spectrum_bounds(op, precond, gen, lanczos_steps)
+    bounds = _spectrum_bounds(op, precond, gen, lanczos_steps, be)
     scale = max(abs(bounds["ritz_max"]), abs(bounds["ritz_min"]))
     if scale == 0.0:
         return precond, be, None, False
@@ -130,7 +144,7 @@ def _prepare(op, preconditioner, backend, gen, lanczos_steps, spectrum):
     return precond, be, bounds, squared
 
 
-def _run_operator(op, precond, gen, lanczos_steps, bounds, squared):
+def _run_operator(op, precond, gen, lanczos_steps, bounds, squared, be=None):
     """The operator a run simulates (``S`` or ``S**2``), its padded lambda_max and its
     Lanczos lower bound (``ritz_max``) on lambda_max, for the step-size rules."""
     if not squared:
@@ -139,7 +153,7 @@ def _run_operator(op, precond, gen, lanczos_steps, bounds, squared):
     if precond.is_identity:  # the extremes of S give those of S**2 without new products
         return (run_op, max(bounds["lambda_max"], -bounds["lambda_min"]) ** 2,
                 max(bounds["ritz_max"], -bounds["ritz_min"]) ** 2)
-    sq_bounds = _spectrum_bounds(run_op, precond, gen, lanczos_steps)
+    sq_bounds = _spectrum_bounds(run_op, precond, gen, lanczos_steps, be)
     return run_op, sq_bounds["lambda_max"], sq_bounds["ritz_max"]
 
 
@@ -300,7 +314,7 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
     backoff = 1.0
     while True:
         run_op, lam_max_run, ritz_max_run = _run_operator(op, precond, gen, lanczos_steps,
-                                                          bounds, squared)
+                                                          bounds, squared, be)
         if user_eta is not None:
             step = user_eta
         else:
@@ -476,7 +490,7 @@ def _baoab_rank(op, *, gen, rtol, atol, n_chains, n_steps, n_avg, sigma2, precon
     while True:
         pps = 2 if squared else 1
         run_op, lam_max_run, ritz_max_run = _run_operator(op, precond, gen, lanczos_steps,
-                                                          bounds, squared)
+                                                          bounds, squared, be)
         lam_max_run *= LAMBDA_MAX_INFLATION
         if h is not None and h * h * ritz_max_run >= 4.0:
             raise DivergenceError(

@@ -445,3 +445,27 @@ def test_device_host_apply_moves_torch_blocks_through_the_tensor_device(monkeypa
                                matmat=lambda T: Block(A @ T.array))
     X = np.arange(6.0).reshape(3, 2)
     np.testing.assert_array_equal(device_host_apply(op)(X), A @ X)
+
+
+@pytest.mark.parametrize("diagonal", [False, True])
+def test_langevin_setup_lanczos_stays_on_a_device_backend(diagonal, monkeypatch):
+    # with a device backend the step-size Lanczos takes the backend's products (no host
+    # round trip per vector) and finds the same bounds as the host path
+    from lmatrank.langevin._estimator import _spectrum_bounds
+
+    A, _ = psd_with_rank(np.random.default_rng(8), 60, 25, cond=30.0)
+    precond = as_preconditioner(np.linspace(0.5, 2.0, 60) if diagonal else None, 60)
+    host = _spectrum_bounds(as_operator(A, check_symmetry=False), precond,
+                            np.random.default_rng(1), 30)
+    device = CupyBackend(xp=np)
+    monkeypatch.setattr(device, "on_device", True)  # only the Lanczos path looks at it
+    op = as_operator(A, check_symmetry=False)
+
+    def host_product(X):
+        raise AssertionError("the host product of a device input was used")
+
+    monkeypatch.setattr(op, "matmat", host_product)
+    bounds = _spectrum_bounds(op, precond, np.random.default_rng(1), 30, device)
+    for key in ("ritz_min", "ritz_max", "lambda_min", "lambda_max"):
+        assert bounds[key] == pytest.approx(host[key], rel=1e-10, abs=1e-12)
+    assert bounds["steps"] == host["steps"] and op.matvecs == bounds["steps"]
