@@ -34,6 +34,7 @@ the uncorrected one tends to ``sum_i 2 / (2 - eta lambda_i) >= rank`` (see
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -169,6 +170,9 @@ class BaoabChains:
         coloured = factor(precond, xi) if factor is not None else precond.apply_factor(xi)
         self.p = (math.sqrt(self.temperature) * coloured).astype(op.dtype, copy=False)
         self.steps = 0
+        # the segment-end product reuses one buffer when the backend can write into it
+        self._spare = None
+        self._matmat_has_out = "out" in inspect.signature(backend.matmat).parameters
 
     def set_friction(self, friction):
         """Change ``c = exp(-gamma h)``; the stationary law does not depend on it."""
@@ -199,7 +203,7 @@ class BaoabChains:
                 self.q, quad = full_step(self.op, self.q, self.p, **kw)
             else:
                 quad = self.backend.baoab_update(self.q, self.p, self.s_q, **kw)
-                self.s_q = None
+                self._spare, self.s_q = self.s_q, None
             if j > 0:  # quad is the observable of the state the step started from
                 rows[j - 1] = quad * inv_t
                 if j - checked >= self.check_every:
@@ -210,11 +214,18 @@ class BaoabChains:
             self.steps += 1
         if n_steps > 0:
             if self.s_q is None:
-                self.s_q = self.backend.matmat(self.op, self.q)
+                self.s_q = self._segment_end_product()
             rows[n_steps - 1] = xp.einsum("ij,ij->j", self.q, self.s_q,
                                           dtype=np.float64) * inv_t
             self._check(trace, rows, checked, n_steps, first_step, progress, tracker, budget)
         return trace
+
+    def _segment_end_product(self):
+        spare = self._spare
+        if (self._matmat_has_out and spare is not None and spare.shape == self.q.shape
+                and spare.dtype == self.q.dtype):
+            return self.backend.matmat(self.op, self.q, out=spare)
+        return self.backend.matmat(self.op, self.q)
 
     def _check(self, trace, rows, start, stop, first_step, progress, tracker, budget):
         """Bring rows ``[start, stop)`` to the host, test them for divergence and report
