@@ -55,7 +55,7 @@ def _doctest_params():
             yield name
 
 
-@pytest.mark.parametrize("module_name", _doctest_params())
+@pytest.mark.parametrize("module_name", list(_doctest_params()))
 def test_docstring_examples_run(module_name):
     missing = _missing_optional(module_name)
     if missing:
