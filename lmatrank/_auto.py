@@ -93,8 +93,9 @@ def auto_rank(op, *, rtol=None, atol=None, rng=None, max_matvecs=None, target_rs
         Byte budget of the sketch (default 1 GiB, :data:`DEFAULT_MAX_MEMORY`).
     max_flops : float, optional
         Dense-flop budget of the sketch (default :data:`DEFAULT_MAX_FLOPS`).
-    backend : str, optional
-        Langevin backend.
+    backend : None, str or backend object, optional
+        Backend of the sketch and of the Langevin pilot and run (None: chosen
+        from the input, see :func:`lmatrank.backends.get_backend`).
     progress : bool or callable
         Langevin progress display.
 
@@ -127,7 +128,7 @@ def auto_rank(op, *, rtol=None, atol=None, rng=None, max_matvecs=None, target_rs
     n = op.n
     caps = dict(max_matvecs=budget, max_memory=memory, max_flops=float(flops))
     pilot = dict()
-    sketch = GrowingSketch(op, sketch_gen, max_memory=memory)
+    sketch = GrowingSketch(op, sketch_gen, max_memory=memory, backend=backend)
     grow_kwargs = dict(rtol=rtol, atol=atol, block_size=min(n, FIRST_BLOCK), growth=_GROWTH,
                        oversample=OVERSAMPLE, max_memory=memory)
 

@@ -76,3 +76,27 @@ def test_auto_rejects_bad_budgets():
         estimate_rank(A, method="auto", max_matvecs=0)
     with pytest.raises(ValueError, match="max_flops"):
         estimate_rank(A, method="auto", max_flops=-1.0)
+
+
+def test_auto_sketch_uses_the_given_backend():
+    from lmatrank.backends import NumpyBackend
+
+    class CountingBackend(NumpyBackend):
+        name = "counting-numpy"
+
+        def __init__(self):
+            self.blocks = 0
+
+        def matmat(self, op, X):
+            self.blocks += 1
+            return super().matmat(op, X)
+
+    rng = np.random.default_rng(31)
+    B = rng.standard_normal((300, 40))
+    A = B @ B.T  # rank 40
+    backend = CountingBackend()
+    res = estimate_rank(A, method="auto", rng=2, backend=backend)
+    plain = estimate_rank(A, method="auto", rng=2)
+    assert res.rank == plain.rank == 40
+    assert backend.blocks > 0  # the sketch's products went through the backend
+    assert res.matvecs == plain.matvecs
