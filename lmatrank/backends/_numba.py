@@ -75,7 +75,8 @@ from scipy.sparse.csgraph import reverse_cuthill_mckee
 from . import _numba_kernels as _k
 from ._numpy import NumpyBackend
 
-__all__ = ["NumbaBackend", "FUSE_TRIALS", "UNROLL_MAX_SPAN", "PARALLEL_MIN_ENTRIES", "ROUNDING_RATIO_WARN", "REORDER_MIN_NNZ", "REORDER_MIN_GAIN"]
+__all__ = ["NumbaBackend", "FUSE_TRIALS", "PARALLEL_MIN_ENTRIES", "ROUNDING_RATIO_WARN",
+           "REORDER_MIN_NNZ", "REORDER_MIN_GAIN"]
 
 #: Warn when float32 rounding of the state adds this fraction of the Langevin noise.
 ROUNDING_RATIO_WARN = 1e-4
@@ -85,12 +86,6 @@ REORDER_MIN_NNZ = 200_000
 #: ``reorder="auto"`` applies the permutation when it shrinks the mean column
 #: distance ``mean |i - j|`` over the nonzeros by at least this factor.
 REORDER_MIN_GAIN = 4.0
-
-#: Row products sum four nonzeros per pass when the block rows within the matrix's mean
-#: column distance of a row take at most this many bytes (measured on the 1e6-row benchmark
-#: matrices: the 2-D grid, 2.6 KB at b = 8 in float64, gains 1.3-1.6x; the random graph,
-#: 19 MB, loses up to 1.3x).
-UNROLL_MAX_SPAN = 1 << 20
 
 #: ``fuse="auto"`` times each sparse step variant this many times before choosing.
 FUSE_TRIALS = 4
@@ -102,6 +97,9 @@ PARALLEL_MIN_ENTRIES = 1 << 18
 
 _NOISE_KINDS = {"rademacher": _k.RADEMACHER, "gaussian": _k.GAUSSIAN}
 _NO_PERM = np.zeros(1, dtype=np.int64)
+# stand-ins for the CSR arrays in two-pass kernel calls (never read)
+_NO_INDPTR = np.zeros(1, dtype=np.int32)
+_NO_INDICES = np.zeros(0, dtype=np.int32)
 _NO_DIAG = np.ones(1, dtype=np.float64)
 
 
@@ -148,7 +146,7 @@ class _SparsePlan:
         # "fuse": (scheme, b, dtype) -> fused step chosen by timing (NumbaBackend fuse="auto")
         self.info = dict(reorder=reorder, permuted=False, fuse={})
         self.variant_times = {}
-        perm = distance = None
+        perm = None
         if reorder is not False and M.nnz > 0:
             if reorder is True or M.nnz >= REORDER_MIN_NNZ:
                 start = time.perf_counter()
@@ -159,21 +157,13 @@ class _SparsePlan:
                 before, after = mean_column_distance(M), mean_column_distance(permuted)
                 self.info.update(mean_distance_before=before, mean_distance_after=after,
                                  rcm_seconds=time.perf_counter() - start)
-                distance = before
                 if reorder is True or after * REORDER_MIN_GAIN <= before:
-                    perm, M, distance = candidate, permuted, after
+                    perm, M = candidate, permuted
                     self.info["permuted"] = True
         self.perm = perm
         self.indptr = M.indptr
         self.indices = M.indices
         self.data = np.ascontiguousarray(M.data)
-        self.mean_distance = mean_column_distance(M) if distance is None else distance
-
-    def unroll(self, X):
-        """Whether row products of the block `X` sum four nonzeros per pass: when the rows
-        gathered around a row (``mean |i - j|`` rows of ``X``) fit in ``UNROLL_MAX_SPAN``
-        bytes, i.e. the gathers hit the cache (see ``_numba_kernels._row_product``)."""
-        return bool(self.mean_distance * X.shape[1] * X.itemsize <= UNROLL_MAX_SPAN)
 
 
 class NumbaBackend:
@@ -252,11 +242,11 @@ class NumbaBackend:
             self._buffers[key] = buf
         return buf
 
-    def _scratch(self, n, b, dtype=np.float64):
-        """Per-chunk work rows: noise, product row (in `dtype`), the three sums."""
+    def _scratch(self, n, b):
+        """Per-chunk float64 work rows: Gaussian noise, then the three running sums."""
         n_chunks = max(1, -(-n // _k.CHUNK))
-        return tuple(self._buffer(tag, (n_chunks, b), np.float64 if tag != "s" else dtype)
-                     for tag in ("xi", "s", "quad", "gnorm", "sq"))
+        return tuple(self._buffer(tag, (n_chunks, b), np.float64)
+                     for tag in ("xi", "quad", "gnorm", "sq"))
 
     @staticmethod
     def _diagonal(precond, n):
@@ -314,8 +304,7 @@ class NumbaBackend:
         if X.shape[1] == 1:
             _k.csr_matvec(plan.indptr, plan.indices, plan.data, X[:, 0], Y[:, 0], perm, scatter)
         else:
-            _k.csr_matmat(plan.indptr, plan.indices, plan.data, X, Y, perm, scatter,
-                          plan.unroll(X))
+            _k.csr_matmat(plan.indptr, plan.indices, plan.data, X, Y, perm, scatter)
 
     @staticmethod
     def parallel_copy(src, dst):
@@ -357,15 +346,20 @@ class NumbaBackend:
         return self._em_kernel(theta, np.ascontiguousarray(s_theta), theta, None, diag,
                                eta, noise_std, code, gen)
 
-    def _em_kernel(self, src, s_theta, dst, perm, diag, eta, noise_std, code, gen):
-        """Run :func:`_numba_kernels.em_update`; returns the summed observables."""
+    def _em_kernel(self, src, s_theta, dst, perm, diag, eta, noise_std, code, gen, plan=None):
+        """Run :func:`_numba_kernels.em_kernel`, fused with the CSR product of `plan` when
+        `s_theta` is None; returns the summed observables."""
         n, b = src.shape
         gdiag, use_g = diag
         self.last_key = draw_key(gen)
-        xi, _, quad, gnorm, sq = self._scratch(n, b)
+        xi, quad, gnorm, sq = self._scratch(n, b)
         track_sq = src.dtype == np.float32
+        if plan is None:
+            csr, fused = (_NO_INDPTR, _NO_INDICES, np.zeros(1, src.dtype)), False
+        else:
+            csr, fused, s_theta = (plan.indptr, plan.indices, plan.data), True, src
         with _threads_for(n * b):
-            _k.em_update(src, s_theta, dst, _NO_PERM if perm is None else perm,
+            _k.em_kernel(*csr, s_theta, fused, src, dst, _NO_PERM if perm is None else perm,
                          perm is not None, gdiag, use_g, float(eta), float(noise_std),
                          self.last_key, code, track_sq, xi, quad, gnorm, sq)
         self._check_rounding(dst, sq, noise_std, gdiag, use_g)
@@ -404,19 +398,12 @@ class NumbaBackend:
                                           code, gen)
             result = theta, quad, gnorm
         else:
-            gdiag, use_g = diag
             plan = self.sparse_plan(op)
-            dst, src, perm, permuted = self._fused_buffers(plan, theta, "em")
-            self.last_key = draw_key(gen)
-            xi, s, quad, gnorm, sq = self._scratch(n, b, theta.dtype)
-            track_sq = theta.dtype == np.float32
-            with _threads_for(n * b):
-                _k.em_step_csr(plan.indptr, plan.indices, plan.data, plan.unroll(src), src, dst,
-                               perm, permuted, gdiag, use_g, float(eta), float(noise_std),
-                               self.last_key, code, track_sq, xi, s, quad, gnorm, sq)
+            dst, src, perm = self._fused_buffers(plan, theta, "em")
+            quad, gnorm = self._em_kernel(src, None, dst, perm, diag, eta, noise_std, code, gen,
+                                          plan)
             op.count(b)
-            self._check_rounding(dst, sq, noise_std, gdiag, use_g)
-            result = dst, quad.sum(axis=0), gnorm.sum(axis=0)
+            result = dst, quad, gnorm
         if sparse:
             self._record_variant("em", op, theta, variant, time.perf_counter() - start)
         return result
@@ -440,15 +427,20 @@ class NumbaBackend:
                                   temperature, code, gen)
 
     def _baoab_kernel(self, q_src, s_q, q_dst, p, perm, diag, h, friction, temperature, code,
-                      gen):
-        """Run :func:`_numba_kernels.baoab_update`; returns the summed observable."""
+                      gen, plan=None):
+        """Run :func:`_numba_kernels.baoab_kernel`, fused with the CSR product of `plan`
+        when `s_q` is None; returns the summed observable."""
         n, b = q_src.shape
         gdiag, use_g = diag
         kick = float(np.sqrt(temperature * (1.0 - friction * friction)))
         self.last_key = draw_key(gen)
-        xi, _, quad = self._scratch(n, b)[:3]
+        xi, quad = self._scratch(n, b)[:2]
+        if plan is None:
+            csr, fused = (_NO_INDPTR, _NO_INDICES, np.zeros(1, q_src.dtype)), False
+        else:
+            csr, fused, s_q = (plan.indptr, plan.indices, plan.data), True, q_src
         with _threads_for(n * b):
-            _k.baoab_update(q_src, s_q, q_dst, p, _NO_PERM if perm is None else perm,
+            _k.baoab_kernel(*csr, s_q, fused, q_src, q_dst, p, _NO_PERM if perm is None else perm,
                             perm is not None, gdiag, use_g, float(h), float(friction), kick,
                             self.last_key, code, xi, quad)
         return quad.sum(axis=0)
@@ -496,18 +488,11 @@ class NumbaBackend:
             result = q, self._baoab_kernel(src, s_q, q, p, perm, diag, h, friction,
                                            temperature, code, gen)
         else:
-            gdiag, use_g = diag
             plan = self.sparse_plan(op)
-            dst, src, perm, permuted = self._fused_buffers(plan, q, "baoab")
-            kick = float(np.sqrt(temperature * (1.0 - friction * friction)))
-            self.last_key = draw_key(gen)
-            xi, s, quad = self._scratch(n, b, q.dtype)[:3]
-            with _threads_for(n * b):
-                _k.baoab_step_csr(plan.indptr, plan.indices, plan.data, plan.unroll(src), src,
-                                  dst, p, perm, permuted, gdiag, use_g, float(h),
-                                  float(friction), kick, self.last_key, code, xi, s, quad)
+            dst, src, perm = self._fused_buffers(plan, q, "baoab")
+            result = dst, self._baoab_kernel(src, None, dst, p, perm, diag, h, friction,
+                                             temperature, code, gen, plan)
             op.count(b)
-            result = dst, quad.sum(axis=0)
         if sparse:
             self._record_variant("baoab", op, q, variant, time.perf_counter() - start)
         return result
@@ -541,7 +526,7 @@ class NumbaBackend:
             del plan.variant_times[key]
 
     def _fused_buffers(self, plan, theta, tag):
-        """(dst, src, perm, permuted) for a double-buffered fused step."""
+        """(dst, src, perm) for a double-buffered fused step (``perm`` None: not reordered)."""
         first = self._buffer(tag + "0", theta.shape, theta.dtype)
         second = self._buffer(tag + "1", theta.shape, theta.dtype)
         dst = second if theta is first else first
@@ -549,8 +534,8 @@ class NumbaBackend:
             src = self._buffer("gather", theta.shape, theta.dtype)
             with _threads_for(theta.size):
                 _k.gather_rows(np.ascontiguousarray(theta), plan.perm, src)
-            return dst, src, plan.perm, True
-        return dst, np.ascontiguousarray(theta), _NO_PERM, False
+            return dst, src, plan.perm
+        return dst, np.ascontiguousarray(theta), None
 
     def _check_rounding(self, theta, sq, noise_std, gdiag, use_g):
         if theta.dtype != np.float32 or noise_std <= 0:

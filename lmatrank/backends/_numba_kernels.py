@@ -35,8 +35,12 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from . import _simd as simd
+
 #: Rows per reduction chunk (fixed, independent of the thread count).
 CHUNK = 2048
+#: Columns per vector chunk of a block row.
+LANES = simd.LANES
 
 RADEMACHER = 0
 GAUSSIAN = 1
@@ -80,16 +84,24 @@ def fill_noise_row(key, row, b, kind, out):
                 for c in range(min(64, b - lo)):
                     out[lo + c] = np.float64(1 - 2 * np.int64((word >> np.uint64(c)) & _ONE))
     else:
-        pairs = (b + 1) // 2
-        for p in range(pairs):
-            word = splitmix64(key, r * np.uint64(pairs) + np.uint64(p))
-            u1 = (np.float64(word >> _S32) + 0.5) * _INV32
-            u2 = (np.float64(word & _LOW32) + 0.5) * _INV32
-            radius = math.sqrt(-2.0 * math.log(u1))
-            angle = _TWO_PI * u2
-            out[2 * p] = radius * math.cos(angle)
-            if 2 * p + 1 < b:
-                out[2 * p + 1] = radius * math.sin(angle)
+        gaussian_columns(key, row, b, 0, b, out)
+
+
+@njit(cache=True, inline="always")
+def gaussian_columns(key, row, b, lo, hi, out):
+    """Write the Gaussian noise of columns ``lo .. hi - 1`` of `row` (of `b`) into
+    ``out[lo:hi]``; `lo` is even (pairs share one hash)."""
+    r = np.uint64(row)
+    pairs = (b + 1) // 2
+    for p in range(lo // 2, (hi + 1) // 2):
+        word = splitmix64(key, r * np.uint64(pairs) + np.uint64(p))
+        u1 = (np.float64(word >> _S32) + 0.5) * _INV32
+        u2 = (np.float64(word & _LOW32) + 0.5) * _INV32
+        radius = math.sqrt(-2.0 * math.log(u1))
+        angle = _TWO_PI * u2
+        out[2 * p] = radius * math.cos(angle)
+        if 2 * p + 1 < hi:
+            out[2 * p + 1] = radius * math.sin(angle)
 
 
 @njit(parallel=True, cache=True)
@@ -106,15 +118,25 @@ def noise_block(key, kind, out, scratch):
 
 
 @njit(parallel=True, cache=True)
-def csr_matmat(indptr, indices, data, X, Y, perm, scatter, unroll):
+def csr_matmat(indptr, indices, data, X, Y, perm, scatter):
     """``Y[p(i)] = row_i(A) @ X`` for a block ``X`` (n, b); ``p = perm`` if `scatter`.
 
-    `unroll` sums four nonzeros per pass over the block row (see :func:`_row_product`).
+    Each row is computed in chunks of ``LANES`` columns whose running sums stay in
+    vector registers (see :func:`_product4` and :mod:`._simd`).
     """
     n = indptr.size - 1
+    b = X.shape[1]
     for i in prange(n):
         dst = np.int64(perm[i]) if scatter else np.int64(i)
-        _row_product(indptr, indices, data, X, i, Y, dst, unroll)
+        c0 = 0
+        while c0 + 4 * LANES <= b:
+            s0, s1, s2, s3 = _product4(indptr, indices, data, X, i, c0)
+            _store4(Y, dst, c0, s0, s1, s2, s3)
+            c0 += 4 * LANES
+        while c0 < b:
+            count = min(LANES, b - c0)
+            _put(Y, _product1(indptr, indices, data, X, i, c0, count), dst, c0, count)
+            c0 += LANES
 
 
 @njit(parallel=True, cache=True)
@@ -141,223 +163,286 @@ def gather_rows(X, perm, out):
             out[i, c] = X[src, c]
 
 
-@njit(cache=True, inline="always")
-def rademacher_sign(word, c):
-    """Bit ``c`` of `word` as +1.0 / -1.0 (the layout of :func:`fill_noise_row`)."""
-    return np.float64(1 - 2 * np.int64((word >> np.uint64(c)) & _ONE))
+# ---------------------------------------------------------------- row chunks
+# A block row is processed in chunks of LANES columns: full chunks with plain
+# vector loads and stores, the last one (b % LANES columns) with masked ones.
+# Every lane does the IEEE operations of the scalar formula in the same order,
+# and the fused steps and the two-pass steps (product kernel, then update
+# kernel) call the same chunk functions, so the two agree bit for bit.
 
-
 @njit(cache=True, inline="always")
-def _row_noise(key, d, b, kind, xi):
-    """Noise of row `d` for the row updates: ``(True, word)`` when the Rademacher signs are
-    read straight from the hash ``word`` (``b <= 64``), else ``(False, _)`` with the values
-    written to ``xi[:b]``."""
-    if kind == RADEMACHER and b <= 64:
-        return True, splitmix64(key, np.uint64(d))
-    fill_noise_row(key, d, b, kind, xi)
-    return False, _ONE
+def _get(arr, i, c0, count):
+    """``arr[i, c0:c0 + count]`` as a vector (lanes past `count` read as 0)."""
+    if count == LANES:
+        return simd.load(arr, i, c0)
+    return simd.load_first(arr, count, i, c0)
 
 
 @njit(cache=True, inline="always")
-def _em_row(src, i, s, si, dst, d, g, eta, noise_std, key, kind, xi, quad, gnorm, sq, track_sq):
-    """EM update of one row: ``dst[d] = src[i] - eta g s[si] + noise_std sqrt(g) xi(d)``.
-
-    Adds row ``i``'s terms of ``theta^T S theta``, ``(S theta)^T G (S theta)`` and
-    (if `track_sq`) ``|theta_next|^2`` to the per-chain float64 sums. The noise of
-    row ``d`` is generated inline: Rademacher signs straight from one hash when
-    ``b <= 64`` (no buffer round trip: measured 1.9x faster than
-    :func:`fill_noise_row` + read-back), otherwise through `xi`.
-    """
-    b = src.shape[1]
-    drift = eta * g
-    kick = noise_std * math.sqrt(g)
-    inline, word = _row_noise(key, d, b, kind, xi)
-    # one branch-free loop per case: measured 10-15% faster fused steps than one loop
-    # with the branches inside (the xi loop also sums |theta_next|^2 when not asked to;
-    # the sum is simply not read then)
-    if inline and not track_sq:
-        for c in range(b):
-            t = np.float64(src[i, c])
-            sv = np.float64(s[si, c])
-            quad[c] += t * sv
-            gnorm[c] += g * sv * sv
-            dst[d, c] = t - drift * sv + kick * rademacher_sign(word, c)
-    elif inline:
-        for c in range(b):
-            t = np.float64(src[i, c])
-            sv = np.float64(s[si, c])
-            quad[c] += t * sv
-            gnorm[c] += g * sv * sv
-            new = t - drift * sv + kick * rademacher_sign(word, c)
-            sq[c] += new * new
-            dst[d, c] = new
+def _put(arr, value, i, c0, count):
+    """``arr[i, c0:c0 + count] = value[:count]``."""
+    if count == LANES:
+        simd.store(arr, value, i, c0)
     else:
-        for c in range(b):
-            t = np.float64(src[i, c])
-            sv = np.float64(s[si, c])
-            quad[c] += t * sv
-            gnorm[c] += g * sv * sv
-            new = t - drift * sv + kick * xi[c]
-            sq[c] += new * new
-            dst[d, c] = new
+        simd.store_first(arr, value, count, i, c0)
 
 
 @njit(cache=True, inline="always")
-def _row_product(indptr, indices, data, src, i, acc, ai, unroll):
-    """``acc[ai] = row_i(A) @ src`` in the dtype of `acc` (the operator's).
+def _product4(indptr, indices, data, src, i, c0):
+    """``row_i(A) @ src[:, c0:c0 + 4 LANES]`` as four vectors (operator dtype).
 
-    :func:`csr_matmat` and the fused steps both use it, so a fused step and a
-    product followed by an update agree bit for bit. The running sum lives in
-    memory (the block width is not known at compile time), so each nonzero
-    adds a store-to-load round trip to the row's dependency chain; `unroll`
-    adds four nonzeros per pass, which shortens the chain fourfold: measured
-    1.3-1.6x faster on banded matrices, whose gathered rows are in cache, and
-    up to 1.3x slower on scattered ones, whose gathers wait on memory (the
-    backend decides per matrix, see ``NumbaBackend``).
+    Four independent running sums, and two nonzeros per pass, keep more loads and
+    additions in flight than one sum per chunk: measured 1.5-2x faster products on
+    the 1e6-row benchmark matrices than a scalar loop over the columns, and never slower.
     """
-    b = src.shape[1]
-    for c in range(b):
-        acc[ai, c] = 0
+    s0 = simd.zeros(src)
+    s1 = simd.zeros(src)
+    s2 = simd.zeros(src)
+    s3 = simd.zeros(src)
     k = indptr[i]
     end = indptr[i + 1]
-    if unroll:
-        while k + 3 < end:
-            a0 = data[k]
-            a1 = data[k + 1]
-            a2 = data[k + 2]
-            a3 = data[k + 3]
-            j0 = np.uint64(indices[k])
-            j1 = np.uint64(indices[k + 1])
-            j2 = np.uint64(indices[k + 2])
-            j3 = np.uint64(indices[k + 3])
-            for c in range(b):
-                acc[ai, c] += (a0 * src[j0, c] + a1 * src[j1, c]) + (a2 * src[j2, c]
-                                                                      + a3 * src[j3, c])
-            k += 4
-    while k < end:
+    while k + 1 < end:
         a = data[k]
-        j = np.uint64(indices[k])
-        for c in range(b):
-            acc[ai, c] += a * src[j, c]
-        k += 1
+        j = indices[k]
+        a2 = data[k + 1]
+        j2 = indices[k + 1]
+        s0 += a * simd.load(src, j, c0) + a2 * simd.load(src, j2, c0)
+        s1 += a * simd.load(src, j, c0 + LANES) + a2 * simd.load(src, j2, c0 + LANES)
+        s2 += a * simd.load(src, j, c0 + 2 * LANES) + a2 * simd.load(src, j2, c0 + 2 * LANES)
+        s3 += a * simd.load(src, j, c0 + 3 * LANES) + a2 * simd.load(src, j2, c0 + 3 * LANES)
+        k += 2
+    if k < end:
+        a = data[k]
+        j = indices[k]
+        s0 += a * simd.load(src, j, c0)
+        s1 += a * simd.load(src, j, c0 + LANES)
+        s2 += a * simd.load(src, j, c0 + 2 * LANES)
+        s3 += a * simd.load(src, j, c0 + 3 * LANES)
+    return s0, s1, s2, s3
+
+
+@njit(cache=True, inline="always")
+def _product1(indptr, indices, data, src, i, c0, count):
+    """``row_i(A) @ src[:, c0:c0 + count]`` as one vector (``count <= LANES``), with the
+    operations of :func:`_product4` in the same order."""
+    s = simd.zeros(src)
+    k = indptr[i]
+    end = indptr[i + 1]
+    while k + 1 < end:
+        s += data[k] * _get(src, indices[k], c0, count) + data[k + 1] * _get(
+            src, indices[k + 1], c0, count)
+        k += 2
+    if k < end:
+        s += data[k] * _get(src, indices[k], c0, count)
+    return s
+
+
+@njit(cache=True, inline="always")
+def _group_noise(key, d, b, kind, xi_part, ch, c0, width):
+    """Start the noise of columns ``c0 .. c0 + width`` of row `d` (``c0`` a multiple of
+    ``LANES``, the group within one 64-column word): the Rademacher hash word holding
+    their signs, or, for Gaussian noise, the values written to ``xi_part[ch]``."""
+    if kind == RADEMACHER:
+        return splitmix64(key, np.uint64(d) * np.uint64((b + 63) // 64) + np.uint64(c0 // 64))
+    gaussian_columns(key, d, b, c0, min(b, c0 + width), xi_part[ch])
+    return _ONE
+
+
+@njit(cache=True, inline="always")
+def _chunk_noise(kind, word, xi_part, ch, c0, count, scale):
+    """`scale` times the noise of columns ``c0 .. c0 + count`` (float64 vector), from the
+    group's hash word or its Gaussian values (see :func:`_group_noise`)."""
+    if kind == RADEMACHER:
+        return simd.signs(word, c0 % 64, scale)
+    return scale * _get(xi_part, ch, c0, count)
+
+
+@njit(cache=True, inline="always")
+def _em_chunk(src, i, s_vec, dst, d, c0, count, g, eta, noise, quad, gnorm, sq, track_sq):
+    """EM update of one chunk, ``dst[d] = src[i] - eta g s + noise`` (`noise` scaled);
+    returns the running per-chain float64 sums of ``theta^T S theta``,
+    ``(S theta)^T G (S theta)`` and (if `track_sq`) ``|theta_next|^2`` with this chunk's
+    terms added."""
+    t = simd.astype(_get(src, i, c0, count), quad)
+    sv = simd.astype(s_vec, quad)
+    g_sv = g * sv
+    new = simd.muladd(g_sv, -eta, t) + noise
+    _put(dst, simd.astype(new, dst), d, c0, count)
+    if track_sq:
+        sq = simd.muladd(new, new, sq)
+    return simd.muladd(t, sv, quad), simd.muladd(g_sv, sv, gnorm), sq
+
+
+@njit(cache=True, inline="always")
+def _baoab_chunk(q_src, i, s_vec, p, q_dst, d, c0, count, hg, half, friction, noise, quad):
+    """Merged B kicks, A, O, A (the step of NumpyBackend.baoab_update) for one chunk
+    (`noise` scaled); ``p`` is indexed by the original row ``d`` and updated in place.
+    Returns the running sum of ``q^T S q`` with this chunk's terms added."""
+    qv = simd.astype(_get(q_src, i, c0, count), quad)
+    sv = simd.astype(s_vec, quad)
+    pv = simd.muladd(sv, -hg, simd.astype(_get(p, d, c0, count), quad))
+    q_half = simd.muladd(pv, half, qv)
+    pv = simd.muladd(pv, friction, noise)
+    _put(p, simd.astype(pv, p), d, c0, count)
+    _put(q_dst, simd.astype(simd.muladd(pv, half, q_half), q_dst), d, c0, count)
+    return simd.muladd(qv, sv, quad)
+
+
+@njit(cache=True, inline="always")
+def _row_setup(perm, permuted, gdiag, use_g, i):
+    """(destination row, preconditioner entry) of kernel row `i`."""
+    d = np.int64(perm[i]) if permuted else np.int64(i)
+    return d, (gdiag[d] if use_g else 1.0)
+
+
+@njit(cache=True, inline="always")
+def _group_product(indptr, indices, data, s_given, fused, src, i, c0):
+    """The four product vectors of columns ``c0 .. c0 + 4 LANES`` of row `i`: computed
+    (`fused`) or read from the two-pass product `s_given`."""
+    if fused:
+        return _product4(indptr, indices, data, src, i, c0)
+    return (simd.load(s_given, i, c0), simd.load(s_given, i, c0 + LANES),
+            simd.load(s_given, i, c0 + 2 * LANES), simd.load(s_given, i, c0 + 3 * LANES))
+
+
+@njit(cache=True, inline="always")
+def _chunk_product(indptr, indices, data, s_given, fused, src, i, c0, count):
+    if fused:
+        return _product1(indptr, indices, data, src, i, c0, count)
+    return _get(s_given, i, c0, count)
+
+
+@njit(cache=True, inline="always")
+def _store4(arr, i, c0, v0, v1, v2, v3):
+    """``arr[i, c0:c0 + 4 LANES] = (v0, v1, v2, v3)``."""
+    simd.store(arr, v0, i, c0)
+    simd.store(arr, v1, i, c0 + LANES)
+    simd.store(arr, v2, i, c0 + 2 * LANES)
+    simd.store(arr, v3, i, c0 + 3 * LANES)
 
 
 @njit(parallel=True, cache=True)
-def em_update(theta_src, s_theta, theta_dst, perm, permuted, gdiag, use_g, eta, noise_std, key,
-              kind, track_sq, xi_scratch, quad_part, gnorm_part, sq_part):
-    """EM update from a given ``S theta`` (diagonal or no preconditioner).
+def em_kernel(indptr, indices, data, s_given, fused, theta_src, theta_dst, perm, permuted, gdiag,
+              use_g, eta, noise_std, key, kind, track_sq, xi_part, quad_part, gnorm_part,
+              sq_part):
+    """One EM step, ``theta_next = theta - eta G S theta + noise_std G^(1/2) xi``, for a
+    diagonal (or no) preconditioner, with the per-chain float64 sums of ``theta^T S theta``,
+    ``(S theta)^T G (S theta)`` and (if `track_sq`) ``|theta_next|^2`` per row chunk.
 
-    Row ``i`` of ``theta_src`` / ``s_theta`` goes to row ``perm[i]`` of
-    ``theta_dst`` when `permuted` (the layout of :func:`em_step_csr`, whose
-    operations it repeats in the same order), else to row ``i``; ``theta_dst``
-    may be ``theta_src`` (in place).
+    ``S theta`` is either computed here from the CSR arrays (`fused`: the product stays in
+    registers and the state is read once; ``theta_dst`` must then differ from
+    ``theta_src``, whose rows neighbouring rows still need) or given as `s_given` (two-pass;
+    ``theta_dst`` may be ``theta_src``); the arithmetic is the same either way, so the two
+    agree bit for bit. When `permuted`, the operator and ``theta_src`` are in the order
+    ``perm`` (``P A P^T`` and ``theta[perm]``) and row ``i`` is written to row ``perm[i]``
+    of ``theta_dst`` with the noise of that original row: the trajectory is the unpermuted
+    one up to rounding.
+
+    Loop order: for each chunk of ``CHUNK`` rows, the columns go in groups of four vectors,
+    then single (possibly partial) vectors, and each group sweeps the chunk's rows with
+    its running sums in registers.
     """
     n, b = theta_src.shape
     for ch in prange(quad_part.shape[0]):
-        quad, gnorm, sq = quad_part[ch], gnorm_part[ch], sq_part[ch]
-        quad[:] = 0.0
-        gnorm[:] = 0.0
-        sq[:] = 0.0
-        for i in range(ch * CHUNK, min(n, (ch + 1) * CHUNK)):
-            d = np.int64(perm[i]) if permuted else np.int64(i)
-            g = gdiag[d] if use_g else 1.0
-            _em_row(theta_src, i, s_theta, i, theta_dst, d, g, eta, noise_std, key, kind,
-                    xi_scratch[ch], quad, gnorm, sq, track_sq)
+        lo, hi = ch * CHUNK, min(n, (ch + 1) * CHUNK)
+        c0 = 0
+        while c0 + 4 * LANES <= b:
+            q0 = q1 = q2 = q3 = simd.zeros(quad_part)
+            n0 = n1 = n2 = n3 = simd.zeros(quad_part)
+            r0 = r1 = r2 = r3 = simd.zeros(quad_part)
+            for i in range(lo, hi):
+                d, g = _row_setup(perm, permuted, gdiag, use_g, i)
+                kick = noise_std * math.sqrt(g)
+                word = _group_noise(key, d, b, kind, xi_part, ch, c0, 4 * LANES)
+                s0, s1, s2, s3 = _group_product(indptr, indices, data, s_given, fused,
+                                                theta_src, i, c0)
+                q0, n0, r0 = _em_chunk(theta_src, i, s0, theta_dst, d, c0, LANES, g, eta,
+                                       _chunk_noise(kind, word, xi_part, ch, c0, LANES, kick),
+                                       q0, n0, r0, track_sq)
+                c1 = c0 + LANES
+                q1, n1, r1 = _em_chunk(theta_src, i, s1, theta_dst, d, c1, LANES, g, eta,
+                                       _chunk_noise(kind, word, xi_part, ch, c1, LANES, kick),
+                                       q1, n1, r1, track_sq)
+                c2 = c0 + 2 * LANES
+                q2, n2, r2 = _em_chunk(theta_src, i, s2, theta_dst, d, c2, LANES, g, eta,
+                                       _chunk_noise(kind, word, xi_part, ch, c2, LANES, kick),
+                                       q2, n2, r2, track_sq)
+                c3 = c0 + 3 * LANES
+                q3, n3, r3 = _em_chunk(theta_src, i, s3, theta_dst, d, c3, LANES, g, eta,
+                                       _chunk_noise(kind, word, xi_part, ch, c3, LANES, kick),
+                                       q3, n3, r3, track_sq)
+            _store4(quad_part, ch, c0, q0, q1, q2, q3)
+            _store4(gnorm_part, ch, c0, n0, n1, n2, n3)
+            _store4(sq_part, ch, c0, r0, r1, r2, r3)
+            c0 += 4 * LANES
+        while c0 < b:
+            count = min(LANES, b - c0)
+            q = simd.zeros(quad_part)
+            gn = simd.zeros(quad_part)
+            sq = simd.zeros(quad_part)
+            for i in range(lo, hi):
+                d, g = _row_setup(perm, permuted, gdiag, use_g, i)
+                word = _group_noise(key, d, b, kind, xi_part, ch, c0, LANES)
+                s_vec = _chunk_product(indptr, indices, data, s_given, fused, theta_src, i, c0,
+                                       count)
+                noise = _chunk_noise(kind, word, xi_part, ch, c0, count,
+                                     noise_std * math.sqrt(g))
+                q, gn, sq = _em_chunk(theta_src, i, s_vec, theta_dst, d, c0, count, g, eta,
+                                      noise, q, gn, sq, track_sq)
+            _put(quad_part, q, ch, c0, count)
+            _put(gnorm_part, gn, ch, c0, count)
+            _put(sq_part, sq, ch, c0, count)
+            c0 += LANES
 
 
 @njit(parallel=True, cache=True)
-def em_step_csr(indptr, indices, data, unroll, theta_src, theta_dst, perm, permuted, gdiag,
-                use_g, eta, noise_std, key, kind, track_sq, xi_scratch, s_scratch, quad_part,
-                gnorm_part, sq_part):
-    """Fused EM step: CSR product, noise, update and observables in one pass.
+def baoab_kernel(indptr, indices, data, s_given, fused, q_src, q_dst, p, perm, permuted, gdiag,
+                 use_g, h, friction, kick, key, kind, xi_part, quad_part):
+    """One BAOAB step (kick, drift, Ornstein–Uhlenbeck, drift, merged as in
+    NumpyBackend.baoab_update) for a diagonal (or no) preconditioner, with the per-chain
+    float64 sums of ``q^T S q`` of the incoming positions per row chunk.
 
-    Reads ``theta_src`` and writes the next state into ``theta_dst`` (a
-    different buffer: neighbouring rows still need the old values). When
-    `permuted`, the CSR arrays hold ``P A P^T``, ``theta_src`` holds the
-    permuted state ``theta[perm]`` and row ``i`` is written to ``perm[i]`` of
-    ``theta_dst`` with the noise of original row ``perm[i]``: the trajectory is
-    the unpermuted one up to rounding.
+    ``S q`` computed (`fused`) or given, positions ``q_src -> q_dst``, and the row order
+    as in :func:`em_kernel`; the velocities ``p`` are in the original row order and are
+    updated in place.
     """
-    n = indptr.size - 1
-    for ch in prange(quad_part.shape[0]):
-        quad, gnorm, sq = quad_part[ch], gnorm_part[ch], sq_part[ch]
-        quad[:] = 0.0
-        gnorm[:] = 0.0
-        sq[:] = 0.0
-        for i in range(ch * CHUNK, min(n, (ch + 1) * CHUNK)):
-            _row_product(indptr, indices, data, theta_src, i, s_scratch, ch, unroll)
-            d = np.int64(perm[i]) if permuted else np.int64(i)
-            g = gdiag[d] if use_g else 1.0
-            _em_row(theta_src, i, s_scratch, ch, theta_dst, d, g, eta, noise_std, key, kind,
-                    xi_scratch[ch], quad, gnorm, sq, track_sq)
-
-
-@njit(cache=True, inline="always")
-def _baoab_row(q_src, i, s, si, p, q_dst, d, g, h, friction, kick, key, kind, xi, quad):
-    """Merged B kicks, A, O, A (the step of NumpyBackend.baoab_update) for one row;
-    ``p`` is indexed by the original row ``d``. Noise as in :func:`_em_row`."""
-    b = q_src.shape[1]
-    half = 0.5 * h
-    hg = h * g
-    kick_g = kick * math.sqrt(g)
-    inline, word = _row_noise(key, d, b, kind, xi)
-    if inline:  # two branch-free loops (see _em_row)
-        for c in range(b):
-            qv = np.float64(q_src[i, c])
-            sv = np.float64(s[si, c])
-            quad[c] += qv * sv
-            pv = np.float64(p[d, c]) - hg * sv
-            qv += half * pv
-            pv = friction * pv + kick_g * rademacher_sign(word, c)
-            p[d, c] = pv
-            q_dst[d, c] = qv + half * pv
-    else:
-        for c in range(b):
-            qv = np.float64(q_src[i, c])
-            sv = np.float64(s[si, c])
-            quad[c] += qv * sv
-            pv = np.float64(p[d, c]) - hg * sv
-            qv += half * pv
-            pv = friction * pv + kick_g * xi[c]
-            p[d, c] = pv
-            q_dst[d, c] = qv + half * pv
-
-
-@njit(parallel=True, cache=True)
-def baoab_update(q_src, s_q, q_dst, p, perm, permuted, gdiag, use_g, h, friction, kick, key,
-                 kind, xi_scratch, quad_part):
-    """BAOAB step from a given ``S q`` (diagonal or no preconditioner); row layout
-    as in :func:`em_update`, ``p`` in original row order, updated in place."""
     n, b = q_src.shape
+    half = 0.5 * h
     for ch in prange(quad_part.shape[0]):
-        quad = quad_part[ch]
-        quad[:] = 0.0
-        for i in range(ch * CHUNK, min(n, (ch + 1) * CHUNK)):
-            d = np.int64(perm[i]) if permuted else np.int64(i)
-            g = gdiag[d] if use_g else 1.0
-            _baoab_row(q_src, i, s_q, i, p, q_dst, d, g, h, friction, kick, key, kind,
-                       xi_scratch[ch], quad)
-
-
-@njit(parallel=True, cache=True)
-def baoab_step_csr(indptr, indices, data, unroll, q_src, q_dst, p, perm, permuted, gdiag,
-                   use_g, h, friction, kick, key, kind, xi_scratch, s_scratch, quad_part):
-    """Fused BAOAB step: ``S q`` (CSR), kicks, drifts, noise and ``q^T S q`` in one pass.
-
-    Positions are double-buffered (``q_src`` -> ``q_dst``), velocities ``p``
-    are updated in place (original row order). Permutation as in
-    :func:`em_step_csr`.
-    """
-    n = indptr.size - 1
-    for ch in prange(quad_part.shape[0]):
-        quad = quad_part[ch]
-        quad[:] = 0.0
-        for i in range(ch * CHUNK, min(n, (ch + 1) * CHUNK)):
-            _row_product(indptr, indices, data, q_src, i, s_scratch, ch, unroll)
-            d = np.int64(perm[i]) if permuted else np.int64(i)
-            g = gdiag[d] if use_g else 1.0
-            _baoab_row(q_src, i, s_scratch, ch, p, q_dst, d, g, h, friction, kick, key, kind,
-                       xi_scratch[ch], quad)
+        lo, hi = ch * CHUNK, min(n, (ch + 1) * CHUNK)
+        c0 = 0
+        while c0 + 4 * LANES <= b:
+            q0 = q1 = q2 = q3 = simd.zeros(quad_part)
+            for i in range(lo, hi):
+                d, g = _row_setup(perm, permuted, gdiag, use_g, i)
+                kick_g = kick * math.sqrt(g)
+                word = _group_noise(key, d, b, kind, xi_part, ch, c0, 4 * LANES)
+                s0, s1, s2, s3 = _group_product(indptr, indices, data, s_given, fused, q_src,
+                                                i, c0)
+                c1, c2, c3 = c0 + LANES, c0 + 2 * LANES, c0 + 3 * LANES
+                q0 = _baoab_chunk(q_src, i, s0, p, q_dst, d, c0, LANES, h * g, half, friction,
+                                  _chunk_noise(kind, word, xi_part, ch, c0, LANES, kick_g), q0)
+                q1 = _baoab_chunk(q_src, i, s1, p, q_dst, d, c1, LANES, h * g, half, friction,
+                                  _chunk_noise(kind, word, xi_part, ch, c1, LANES, kick_g), q1)
+                q2 = _baoab_chunk(q_src, i, s2, p, q_dst, d, c2, LANES, h * g, half, friction,
+                                  _chunk_noise(kind, word, xi_part, ch, c2, LANES, kick_g), q2)
+                q3 = _baoab_chunk(q_src, i, s3, p, q_dst, d, c3, LANES, h * g, half, friction,
+                                  _chunk_noise(kind, word, xi_part, ch, c3, LANES, kick_g), q3)
+            _store4(quad_part, ch, c0, q0, q1, q2, q3)
+            c0 += 4 * LANES
+        while c0 < b:
+            count = min(LANES, b - c0)
+            q = simd.zeros(quad_part)
+            for i in range(lo, hi):
+                d, g = _row_setup(perm, permuted, gdiag, use_g, i)
+                word = _group_noise(key, d, b, kind, xi_part, ch, c0, LANES)
+                s_vec = _chunk_product(indptr, indices, data, s_given, fused, q_src, i, c0,
+                                       count)
+                noise = _chunk_noise(kind, word, xi_part, ch, c0, count, kick * math.sqrt(g))
+                q = _baoab_chunk(q_src, i, s_vec, p, q_dst, d, c0, count, h * g, half,
+                                 friction, noise, q)
+            _put(quad_part, q, ch, c0, count)
+            c0 += LANES
 
 
 @njit(parallel=True, cache=True)

@@ -93,18 +93,14 @@ def test_bad_options(be):
 # ------------------------------------------------------------------ products
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("reorder", [False, True])
-@pytest.mark.parametrize("b", [1, 2, 7, 32, 70])
-@pytest.mark.parametrize("unroll", [True, False])
-def test_csr_product_matches_scipy(dtype, reorder, b, unroll, monkeypatch):
-    import lmatrank.backends._numba as numba_backend
-
-    # small test matrices are "local" (unrolled row sums); a zero span forces the plain loop
-    monkeypatch.setattr(numba_backend, "UNROLL_MAX_SPAN", 1 << 20 if unroll else 0)
+# widths: the single-column kernel, masked chunks only, one full chunk, a full chunk plus a
+# masked one, four-chunk groups, and groups plus full and masked chunks
+@pytest.mark.parametrize("b", [1, 2, 7, 8, 13, 32, 70])
+def test_csr_product_matches_scipy(dtype, reorder, b):
     rng = np.random.default_rng(b)
     A = _random_laplacian(500, 6, rng, dtype)
     op = as_operator(A, check_symmetry=False)
     be = NumbaBackend(reorder=reorder)
-    assert be.sparse_plan(op).unroll(np.empty((500, b), dtype)) is unroll
     X = rng.standard_normal((500, b)).astype(dtype)
     Y = be.matmat(op, X)
     expected = A.astype(np.float64) @ X.astype(np.float64)
@@ -319,15 +315,11 @@ def test_dense_and_generic_fall_back_to_update(be):
 @pytest.mark.parametrize("scheme", ["em", "baoab"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("kind", ["rademacher", "gaussian"])
-@pytest.mark.parametrize("b", [8, 70])
+@pytest.mark.parametrize("b", [8, 13, 70])
 @pytest.mark.parametrize("reorder", [False, True])
-@pytest.mark.parametrize("unroll", [True, False])
-def test_fused_and_two_pass_steps_are_bit_identical(scheme, dtype, kind, b, reorder, unroll,
-                                                   monkeypatch):
-    # fuse="auto" picks between the two by timing alone, so they must agree exactly
-    import lmatrank.backends._numba as numba_backend
-
-    monkeypatch.setattr(numba_backend, "UNROLL_MAX_SPAN", 1 << 20 if unroll else 0)
+def test_fused_and_two_pass_steps_are_bit_identical(scheme, dtype, kind, b, reorder):
+    # fuse="auto" picks between the two by timing alone, so they must agree exactly; b = 70
+    # has four-chunk groups, a full and a masked chunk, and a second Rademacher hash word
     rng = np.random.default_rng(12)
     n = 500
     op = as_operator(_random_laplacian(n, 6, rng, dtype), check_symmetry=False)
