@@ -96,11 +96,7 @@ FUSE_TRIALS = 4
 PARALLEL_MIN_ENTRIES = 1 << 18
 
 _NOISE_KINDS = {"rademacher": _k.RADEMACHER, "gaussian": _k.GAUSSIAN}
-_NO_PERM = np.zeros(1, dtype=np.int64)
-# stand-ins for the CSR arrays in two-pass kernel calls (never read)
-_NO_INDPTR = np.zeros(1, dtype=np.int32)
-_NO_INDICES = np.zeros(0, dtype=np.int32)
-_NO_DIAG = np.ones(1, dtype=np.float64)
+_GENERAL = object()  # a preconditioner the kernels do not handle (see NumbaBackend._diagonal)
 
 
 def _noise_kind(kind):
@@ -160,9 +156,12 @@ class _SparsePlan:
                 if reorder is True or after * REORDER_MIN_GAIN <= before:
                     perm, M = candidate, permuted
                     self.info["permuted"] = True
-        self.perm = perm
-        self.indptr = M.indptr
-        self.indices = M.indices
+        # one index layout for every matrix (int64 row pointers, int32 column indices
+        # while n allows): half the index bytes of int64, and one compiled kernel each
+        self.perm = None if perm is None else np.ascontiguousarray(perm, dtype=np.int64)
+        self.indptr = np.ascontiguousarray(M.indptr, dtype=np.int64)
+        self.indices = np.ascontiguousarray(
+            M.indices, dtype=np.int32 if M.shape[1] <= np.iinfo(np.int32).max else np.int64)
         self.data = np.ascontiguousarray(M.data)
 
 
@@ -249,13 +248,14 @@ class NumbaBackend:
                      for tag in ("xi", "quad", "gnorm", "sq"))
 
     @staticmethod
-    def _diagonal(precond, n):
-        """(gdiag, use_g) for identity/diagonal preconditioners, None otherwise."""
+    def _diagonal(precond):
+        """The kernels' preconditioner: None (identity), the diagonal (float64 array), or
+        ``_GENERAL`` (neither: the reference update runs instead)."""
         if precond is None or precond.is_identity:
-            return _NO_DIAG, False
+            return None
         if precond.diagonal is not None:
-            return np.ascontiguousarray(precond.diagonal, dtype=np.float64), True
-        return None
+            return np.ascontiguousarray(precond.diagonal, dtype=np.float64)
+        return _GENERAL
 
     # ------------------------------------------------------------ products
     def matmat(self, op, X, out=None):
@@ -295,16 +295,17 @@ class NumbaBackend:
         if plan.perm is not None:
             src = self._buffer("gather", X.shape, X.dtype)
             _k.gather_rows(X, plan.perm, src)
-            self._csr_kernels(plan, src, Y, plan.perm, True)
+            self._csr_kernels(plan, src, Y, plan.perm)
         else:
-            self._csr_kernels(plan, X, Y, _NO_PERM, False)
+            self._csr_kernels(plan, X, Y, None)
 
     @staticmethod
-    def _csr_kernels(plan, X, Y, perm, scatter):
+    def _csr_kernels(plan, X, Y, perm):
+        """``Y[perm] = A X`` (``Y = A X`` if `perm` is None) with the plan's CSR arrays."""
         if X.shape[1] == 1:
-            _k.csr_matvec(plan.indptr, plan.indices, plan.data, X[:, 0], Y[:, 0], perm, scatter)
+            _k.csr_matvec(plan.indptr, plan.indices, plan.data, X[:, 0], Y[:, 0], perm)
         else:
-            _k.csr_matmat(plan.indptr, plan.indices, plan.data, X, Y, perm, scatter)
+            _k.csr_matmat(plan.indptr, plan.indices, plan.data, X, Y, perm)
 
     @staticmethod
     def parallel_copy(src, dst):
@@ -339,8 +340,8 @@ class NumbaBackend:
         :meth:`NumpyBackend.em_update`)."""
         code = _noise_kind(noise)
         n, b = theta.shape
-        diag = self._diagonal(precond, n)
-        if diag is None or not theta.flags.c_contiguous:
+        diag = self._diagonal(precond)
+        if diag is _GENERAL or not theta.flags.c_contiguous:
             return self._em_update_general(theta, s_theta, eta=eta, noise_std=noise_std,
                                            precond=precond, noise=noise, gen=gen)
         return self._em_kernel(theta, np.ascontiguousarray(s_theta), theta, None, diag,
@@ -350,20 +351,25 @@ class NumbaBackend:
         """Run :func:`_numba_kernels.em_kernel`, fused with the CSR product of `plan` when
         `s_theta` is None; returns the summed observables."""
         n, b = src.shape
-        gdiag, use_g = diag
         self.last_key = draw_key(gen)
         xi, quad, gnorm, sq = self._scratch(n, b)
         track_sq = src.dtype == np.float32
-        if plan is None:
-            csr, fused = (_NO_INDPTR, _NO_INDICES, np.zeros(1, src.dtype)), False
-        else:
-            csr, fused, s_theta = (plan.indptr, plan.indices, plan.data), True, src
         with _threads_for(n * b):
-            _k.em_kernel(*csr, s_theta, fused, src, dst, _NO_PERM if perm is None else perm,
-                         perm is not None, gdiag, use_g, float(eta), float(noise_std),
-                         self.last_key, code, track_sq, xi, quad, gnorm, sq)
-        self._check_rounding(dst, sq, noise_std, gdiag, use_g)
+            _k.em_kernel(*self._product_args(plan, s_theta, src), src, dst, perm, diag,
+                         float(eta), float(noise_std), self.last_key,
+                         xi if code == _k.GAUSSIAN else None, quad, gnorm,
+                         sq if track_sq else None)
+        self._check_rounding(dst, sq if track_sq else None, noise_std, diag)
         return quad.sum(axis=0), gnorm.sum(axis=0)
+
+    @staticmethod
+    def _product_args(plan, given, src):
+        """The kernels' product arguments ``(indptr, indices, data, s_given)``: the CSR
+        arrays of `plan` (fused step; ``s_given`` is not read), or None and the product
+        `given` (two-pass)."""
+        if plan is None:
+            return None, None, None, given
+        return plan.indptr, plan.indices, plan.data, src
 
     # general preconditioners: the reference update, with this backend's noise (self.noise)
     _em_update_general = NumpyBackend.em_update
@@ -381,8 +387,8 @@ class NumbaBackend:
         """
         code = _noise_kind(noise)
         n, b = theta.shape
-        diag = self._diagonal(precond, n)
-        sparse = op.kind == "sparse" and diag is not None and theta.dtype == op.dtype
+        diag = self._diagonal(precond)
+        sparse = op.kind == "sparse" and diag is not _GENERAL and theta.dtype == op.dtype
         variant = self._variant("em", op, theta) if sparse else False
         start = time.perf_counter()
         if not sparse:
@@ -413,8 +419,8 @@ class NumbaBackend:
         chain in float64 (the interface of :meth:`NumpyBackend.baoab_update`)."""
         code = _noise_kind(noise)
         n, b = q.shape
-        diag = self._diagonal(precond, n)
-        if diag is None or not (q.flags.c_contiguous and p.flags.c_contiguous):
+        diag = self._diagonal(precond)
+        if diag is _GENERAL or not (q.flags.c_contiguous and p.flags.c_contiguous):
             quad = np.einsum("ij,ij->j", q, s_q, dtype=np.float64)
             p -= h * precond.apply(s_q)
             q += (0.5 * h) * p
@@ -431,18 +437,14 @@ class NumbaBackend:
         """Run :func:`_numba_kernels.baoab_kernel`, fused with the CSR product of `plan`
         when `s_q` is None; returns the summed observable."""
         n, b = q_src.shape
-        gdiag, use_g = diag
         kick = float(np.sqrt(temperature * (1.0 - friction * friction)))
         self.last_key = draw_key(gen)
         xi, quad = self._scratch(n, b)[:2]
-        if plan is None:
-            csr, fused = (_NO_INDPTR, _NO_INDICES, np.zeros(1, q_src.dtype)), False
-        else:
-            csr, fused, s_q = (plan.indptr, plan.indices, plan.data), True, q_src
         with _threads_for(n * b):
-            _k.baoab_kernel(*csr, s_q, fused, q_src, q_dst, p, _NO_PERM if perm is None else perm,
-                            perm is not None, gdiag, use_g, float(h), float(friction), kick,
-                            self.last_key, code, xi, quad)
+            _k.baoab_kernel(*self._product_args(plan, s_q, q_src), q_src, q_dst, p, perm, diag,
+                            float(h),
+                            float(friction), kick, self.last_key,
+                            xi if code == _k.GAUSSIAN else None, quad)
         return quad.sum(axis=0)
 
     def _two_pass_product(self, op, theta):
@@ -456,7 +458,7 @@ class NumbaBackend:
                 _k.gather_rows(theta, plan.perm, src)
         product = self._buffer("s_theta", theta.shape, theta.dtype)
         with _threads_for(max(theta.size, plan.data.size)):
-            self._csr_kernels(plan, src, product, _NO_PERM, False)
+            self._csr_kernels(plan, src, product, None)
         op.count(theta.shape[1])
         return src, product, plan.perm
 
@@ -472,8 +474,8 @@ class NumbaBackend:
         """
         code = _noise_kind(noise)
         n, b = q.shape
-        diag = self._diagonal(precond, n)
-        sparse = (op.kind == "sparse" and diag is not None and q.dtype == op.dtype
+        diag = self._diagonal(precond)
+        sparse = (op.kind == "sparse" and diag is not _GENERAL and q.dtype == op.dtype
                   and p.flags.c_contiguous)
         variant = self._variant("baoab", op, q) if sparse else False
         start = time.perf_counter()
@@ -537,13 +539,13 @@ class NumbaBackend:
             return dst, src, plan.perm
         return dst, np.ascontiguousarray(theta), None
 
-    def _check_rounding(self, theta, sq, noise_std, gdiag, use_g):
-        if theta.dtype != np.float32 or noise_std <= 0:
+    def _check_rounding(self, theta, sq, noise_std, gdiag):
+        if sq is None or noise_std <= 0:
             self.rounding_ratio = 0.0
             return
         n = theta.shape[0]
         mean_square = float(sq.sum(axis=0).max()) / n
-        g_min = float(gdiag.min()) if use_g else 1.0
+        g_min = 1.0 if gdiag is None else float(gdiag.min())
         eps = float(np.finfo(np.float32).eps)
         self.rounding_ratio = eps * eps * mean_square / 12.0 / (noise_std * noise_std * g_min)
         if self.rounding_ratio > ROUNDING_RATIO_WARN:

@@ -118,8 +118,9 @@ def noise_block(key, kind, out, scratch):
 
 
 @njit(parallel=True, cache=True)
-def csr_matmat(indptr, indices, data, X, Y, perm, scatter):
-    """``Y[p(i)] = row_i(A) @ X`` for a block ``X`` (n, b); ``p = perm`` if `scatter`.
+def csr_matmat(indptr, indices, data, X, Y, perm):
+    """``Y[p(i)] = row_i(A) @ X`` for a block ``X`` (n, b); ``p = perm``, or the identity
+    if `perm` is None.
 
     Each row is computed in chunks of ``LANES`` columns whose running sums stay in
     vector registers (see :func:`_product4` and :mod:`._simd`).
@@ -127,30 +128,32 @@ def csr_matmat(indptr, indices, data, X, Y, perm, scatter):
     n = indptr.size - 1
     b = X.shape[1]
     for i in prange(n):
-        dst = np.int64(perm[i]) if scatter else np.int64(i)
+        dst = np.int64(i) if perm is None else np.int64(perm[i])
         c0 = 0
         while c0 + 4 * LANES <= b:
             s0, s1, s2, s3 = _product4(indptr, indices, data, X, i, c0)
             _store4(Y, dst, c0, s0, s1, s2, s3)
             c0 += 4 * LANES
-        while c0 < b:
-            count = min(LANES, b - c0)
-            _put(Y, _product1(indptr, indices, data, X, i, c0, count), dst, c0, count)
+        while c0 + LANES <= b:
+            simd.store(Y, _product1(indptr, indices, data, X, i, c0, LANES), dst, c0)
             c0 += LANES
+        if c0 < b:
+            count = b - c0
+            simd.store_first(Y, _product1(indptr, indices, data, X, i, c0, count), count, dst, c0)
 
 
 @njit(parallel=True, cache=True)
-def csr_matvec(indptr, indices, data, x, y, perm, scatter):
+def csr_matvec(indptr, indices, data, x, y, perm):
     """Single-column path of :func:`csr_matmat` (x, y 1-D)."""
     n = indptr.size - 1
     for i in prange(n):
         acc = data[0] * 0
         for k in range(indptr[i], indptr[i + 1]):
             acc += data[k] * x[np.uint64(indices[k])]
-        if scatter:
-            y[np.int64(perm[i])] = acc
-        else:
+        if perm is None:
             y[i] = acc
+        else:
+            y[np.int64(perm[i])] = acc
 
 
 @njit(parallel=True, cache=True)
@@ -237,22 +240,27 @@ def _product1(indptr, indices, data, src, i, c0, count):
     return s
 
 
+# Options are passed as None or an array: Numba prunes the branches of `arg is None` for
+# an argument that is None at compile time (it does not prune them when the argument is an
+# array, so the branch taken for None must also compile for an array), so each combination is compiled into its own branch-free loop (measured up to 2x
+# faster than run-time flags, whose branches and live values crowded the registers).
+
 @njit(cache=True, inline="always")
-def _group_noise(key, d, b, kind, xi_part, ch, c0, width):
+def _group_noise(key, d, b, xi_part, ch, c0, width):
     """Start the noise of columns ``c0 .. c0 + width`` of row `d` (``c0`` a multiple of
     ``LANES``, the group within one 64-column word): the Rademacher hash word holding
-    their signs, or, for Gaussian noise, the values written to ``xi_part[ch]``."""
-    if kind == RADEMACHER:
+    their signs (`xi_part` None), or the Gaussian values, written to ``xi_part[ch]``."""
+    if xi_part is None:
         return splitmix64(key, np.uint64(d) * np.uint64((b + 63) // 64) + np.uint64(c0 // 64))
     gaussian_columns(key, d, b, c0, min(b, c0 + width), xi_part[ch])
     return _ONE
 
 
 @njit(cache=True, inline="always")
-def _chunk_noise(kind, word, xi_part, ch, c0, count, scale):
+def _chunk_noise(word, xi_part, ch, c0, count, scale):
     """`scale` times the noise of columns ``c0 .. c0 + count`` (float64 vector), from the
     group's hash word or its Gaussian values (see :func:`_group_noise`)."""
-    if kind == RADEMACHER:
+    if xi_part is None:
         return simd.signs(word, c0 % 64, scale)
     return scale * _get(xi_part, ch, c0, count)
 
@@ -289,27 +297,28 @@ def _baoab_chunk(q_src, i, s_vec, p, q_dst, d, c0, count, hg, half, friction, no
 
 
 @njit(cache=True, inline="always")
-def _row_setup(perm, permuted, gdiag, use_g, i):
-    """(destination row, preconditioner entry) of kernel row `i`."""
-    d = np.int64(perm[i]) if permuted else np.int64(i)
-    return d, (gdiag[d] if use_g else 1.0)
+def _row_setup(perm, gdiag, i):
+    """(destination row, preconditioner entry) of kernel row `i` (`perm`, `gdiag`: None
+    for no reordering, no preconditioner)."""
+    d = np.int64(i) if perm is None else np.int64(perm[i])
+    return d, (1.0 if gdiag is None else gdiag[d])
 
 
 @njit(cache=True, inline="always")
-def _group_product(indptr, indices, data, s_given, fused, src, i, c0):
-    """The four product vectors of columns ``c0 .. c0 + 4 LANES`` of row `i`: computed
-    (`fused`) or read from the two-pass product `s_given`."""
-    if fused:
-        return _product4(indptr, indices, data, src, i, c0)
-    return (simd.load(s_given, i, c0), simd.load(s_given, i, c0 + LANES),
-            simd.load(s_given, i, c0 + 2 * LANES), simd.load(s_given, i, c0 + 3 * LANES))
+def _group_product(indptr, indices, data, s_given, src, i, c0):
+    """The four product vectors of columns ``c0 .. c0 + 4 LANES`` of row `i`: read from
+    the two-pass product `s_given` (CSR arrays None) or computed from the CSR arrays."""
+    if indptr is None:
+        return (simd.load(s_given, i, c0), simd.load(s_given, i, c0 + LANES),
+                simd.load(s_given, i, c0 + 2 * LANES), simd.load(s_given, i, c0 + 3 * LANES))
+    return _product4(indptr, indices, data, src, i, c0)
 
 
 @njit(cache=True, inline="always")
-def _chunk_product(indptr, indices, data, s_given, fused, src, i, c0, count):
-    if fused:
-        return _product1(indptr, indices, data, src, i, c0, count)
-    return _get(s_given, i, c0, count)
+def _chunk_product(indptr, indices, data, s_given, src, i, c0, count):
+    if indptr is None:
+        return _get(s_given, i, c0, count)
+    return _product1(indptr, indices, data, src, i, c0, count)
 
 
 @njit(cache=True, inline="always")
@@ -322,27 +331,32 @@ def _store4(arr, i, c0, v0, v1, v2, v3):
 
 
 @njit(parallel=True, cache=True)
-def em_kernel(indptr, indices, data, s_given, fused, theta_src, theta_dst, perm, permuted, gdiag,
-              use_g, eta, noise_std, key, kind, track_sq, xi_part, quad_part, gnorm_part,
-              sq_part):
+def em_kernel(indptr, indices, data, s_given, theta_src, theta_dst, perm, gdiag, eta, noise_std,
+              key, xi_part, quad_part, gnorm_part, sq_part):
     """One EM step, ``theta_next = theta - eta G S theta + noise_std G^(1/2) xi``, for a
     diagonal (or no) preconditioner, with the per-chain float64 sums of ``theta^T S theta``,
-    ``(S theta)^T G (S theta)`` and (if `track_sq`) ``|theta_next|^2`` per row chunk.
+    ``(S theta)^T G (S theta)`` and ``|theta_next|^2`` per row chunk.
 
-    ``S theta`` is either computed here from the CSR arrays (`fused`: the product stays in
-    registers and the state is read once; ``theta_dst`` must then differ from
-    ``theta_src``, whose rows neighbouring rows still need) or given as `s_given` (two-pass;
-    ``theta_dst`` may be ``theta_src``); the arithmetic is the same either way, so the two
-    agree bit for bit. When `permuted`, the operator and ``theta_src`` are in the order
-    ``perm`` (``P A P^T`` and ``theta[perm]``) and row ``i`` is written to row ``perm[i]``
-    of ``theta_dst`` with the noise of that original row: the trajectory is the unpermuted
-    one up to rounding.
+    Options, each None or an array:
+
+    - `indptr`, `indices`, `data`: the CSR arrays of the operator (fused step: the
+      product stays in registers and the state is read once; ``theta_dst`` must then
+      differ from ``theta_src``, whose rows neighbouring rows still need; `s_given` is
+      not read), or None with the product ``S theta`` given as `s_given` (two-pass).
+      The arithmetic is the same either way, so the two agree bit for bit.
+    - `perm`: the operator and ``theta_src`` are in the order ``perm`` (``P A P^T`` and
+      ``theta[perm]``), and row ``i`` is written to row ``perm[i]`` of ``theta_dst`` with
+      the noise of that original row: the trajectory is the unpermuted one up to rounding.
+    - `gdiag`: the diagonal preconditioner (None: identity).
+    - `xi_part`: per-chunk rows for Gaussian noise (None: Rademacher noise).
+    - `sq_part`: receives ``|theta_next|^2`` (None: not computed).
 
     Loop order: for each chunk of ``CHUNK`` rows, the columns go in groups of four vectors,
     then single (possibly partial) vectors, and each group sweeps the chunk's rows with
     its running sums in registers.
     """
     n, b = theta_src.shape
+    track_sq = sq_part is not None
     for ch in prange(quad_part.shape[0]):
         lo, hi = ch * CHUNK, min(n, (ch + 1) * CHUNK)
         c0 = 0
@@ -351,29 +365,27 @@ def em_kernel(indptr, indices, data, s_given, fused, theta_src, theta_dst, perm,
             n0 = n1 = n2 = n3 = simd.zeros(quad_part)
             r0 = r1 = r2 = r3 = simd.zeros(quad_part)
             for i in range(lo, hi):
-                d, g = _row_setup(perm, permuted, gdiag, use_g, i)
+                d, g = _row_setup(perm, gdiag, i)
                 kick = noise_std * math.sqrt(g)
-                word = _group_noise(key, d, b, kind, xi_part, ch, c0, 4 * LANES)
-                s0, s1, s2, s3 = _group_product(indptr, indices, data, s_given, fused,
-                                                theta_src, i, c0)
+                word = _group_noise(key, d, b, xi_part, ch, c0, 4 * LANES)
+                s0, s1, s2, s3 = _group_product(indptr, indices, data, s_given, theta_src, i, c0)
+                c1, c2, c3 = c0 + LANES, c0 + 2 * LANES, c0 + 3 * LANES
                 q0, n0, r0 = _em_chunk(theta_src, i, s0, theta_dst, d, c0, LANES, g, eta,
-                                       _chunk_noise(kind, word, xi_part, ch, c0, LANES, kick),
+                                       _chunk_noise(word, xi_part, ch, c0, LANES, kick),
                                        q0, n0, r0, track_sq)
-                c1 = c0 + LANES
                 q1, n1, r1 = _em_chunk(theta_src, i, s1, theta_dst, d, c1, LANES, g, eta,
-                                       _chunk_noise(kind, word, xi_part, ch, c1, LANES, kick),
+                                       _chunk_noise(word, xi_part, ch, c1, LANES, kick),
                                        q1, n1, r1, track_sq)
-                c2 = c0 + 2 * LANES
                 q2, n2, r2 = _em_chunk(theta_src, i, s2, theta_dst, d, c2, LANES, g, eta,
-                                       _chunk_noise(kind, word, xi_part, ch, c2, LANES, kick),
+                                       _chunk_noise(word, xi_part, ch, c2, LANES, kick),
                                        q2, n2, r2, track_sq)
-                c3 = c0 + 3 * LANES
                 q3, n3, r3 = _em_chunk(theta_src, i, s3, theta_dst, d, c3, LANES, g, eta,
-                                       _chunk_noise(kind, word, xi_part, ch, c3, LANES, kick),
+                                       _chunk_noise(word, xi_part, ch, c3, LANES, kick),
                                        q3, n3, r3, track_sq)
             _store4(quad_part, ch, c0, q0, q1, q2, q3)
             _store4(gnorm_part, ch, c0, n0, n1, n2, n3)
-            _store4(sq_part, ch, c0, r0, r1, r2, r3)
+            if sq_part is not None:
+                _store4(sq_part, ch, c0, r0, r1, r2, r3)
             c0 += 4 * LANES
         while c0 < b:
             count = min(LANES, b - c0)
@@ -381,30 +393,28 @@ def em_kernel(indptr, indices, data, s_given, fused, theta_src, theta_dst, perm,
             gn = simd.zeros(quad_part)
             sq = simd.zeros(quad_part)
             for i in range(lo, hi):
-                d, g = _row_setup(perm, permuted, gdiag, use_g, i)
-                word = _group_noise(key, d, b, kind, xi_part, ch, c0, LANES)
-                s_vec = _chunk_product(indptr, indices, data, s_given, fused, theta_src, i, c0,
-                                       count)
-                noise = _chunk_noise(kind, word, xi_part, ch, c0, count,
-                                     noise_std * math.sqrt(g))
+                d, g = _row_setup(perm, gdiag, i)
+                word = _group_noise(key, d, b, xi_part, ch, c0, LANES)
+                s_vec = _chunk_product(indptr, indices, data, s_given, theta_src, i, c0, count)
+                noise = _chunk_noise(word, xi_part, ch, c0, count, noise_std * math.sqrt(g))
                 q, gn, sq = _em_chunk(theta_src, i, s_vec, theta_dst, d, c0, count, g, eta,
                                       noise, q, gn, sq, track_sq)
             _put(quad_part, q, ch, c0, count)
             _put(gnorm_part, gn, ch, c0, count)
-            _put(sq_part, sq, ch, c0, count)
+            if sq_part is not None:
+                _put(sq_part, sq, ch, c0, count)
             c0 += LANES
 
 
 @njit(parallel=True, cache=True)
-def baoab_kernel(indptr, indices, data, s_given, fused, q_src, q_dst, p, perm, permuted, gdiag,
-                 use_g, h, friction, kick, key, kind, xi_part, quad_part):
+def baoab_kernel(indptr, indices, data, s_given, q_src, q_dst, p, perm, gdiag, h, friction,
+                 kick, key, xi_part, quad_part):
     """One BAOAB step (kick, drift, Ornstein–Uhlenbeck, drift, merged as in
     NumpyBackend.baoab_update) for a diagonal (or no) preconditioner, with the per-chain
     float64 sums of ``q^T S q`` of the incoming positions per row chunk.
 
-    ``S q`` computed (`fused`) or given, positions ``q_src -> q_dst``, and the row order
-    as in :func:`em_kernel`; the velocities ``p`` are in the original row order and are
-    updated in place.
+    Positions ``q_src -> q_dst``, options and row order as in :func:`em_kernel`; the
+    velocities ``p`` are in the original row order and are updated in place.
     """
     n, b = q_src.shape
     half = 0.5 * h
@@ -414,31 +424,29 @@ def baoab_kernel(indptr, indices, data, s_given, fused, q_src, q_dst, p, perm, p
         while c0 + 4 * LANES <= b:
             q0 = q1 = q2 = q3 = simd.zeros(quad_part)
             for i in range(lo, hi):
-                d, g = _row_setup(perm, permuted, gdiag, use_g, i)
+                d, g = _row_setup(perm, gdiag, i)
                 kick_g = kick * math.sqrt(g)
-                word = _group_noise(key, d, b, kind, xi_part, ch, c0, 4 * LANES)
-                s0, s1, s2, s3 = _group_product(indptr, indices, data, s_given, fused, q_src,
-                                                i, c0)
+                word = _group_noise(key, d, b, xi_part, ch, c0, 4 * LANES)
+                s0, s1, s2, s3 = _group_product(indptr, indices, data, s_given, q_src, i, c0)
                 c1, c2, c3 = c0 + LANES, c0 + 2 * LANES, c0 + 3 * LANES
                 q0 = _baoab_chunk(q_src, i, s0, p, q_dst, d, c0, LANES, h * g, half, friction,
-                                  _chunk_noise(kind, word, xi_part, ch, c0, LANES, kick_g), q0)
+                                  _chunk_noise(word, xi_part, ch, c0, LANES, kick_g), q0)
                 q1 = _baoab_chunk(q_src, i, s1, p, q_dst, d, c1, LANES, h * g, half, friction,
-                                  _chunk_noise(kind, word, xi_part, ch, c1, LANES, kick_g), q1)
+                                  _chunk_noise(word, xi_part, ch, c1, LANES, kick_g), q1)
                 q2 = _baoab_chunk(q_src, i, s2, p, q_dst, d, c2, LANES, h * g, half, friction,
-                                  _chunk_noise(kind, word, xi_part, ch, c2, LANES, kick_g), q2)
+                                  _chunk_noise(word, xi_part, ch, c2, LANES, kick_g), q2)
                 q3 = _baoab_chunk(q_src, i, s3, p, q_dst, d, c3, LANES, h * g, half, friction,
-                                  _chunk_noise(kind, word, xi_part, ch, c3, LANES, kick_g), q3)
+                                  _chunk_noise(word, xi_part, ch, c3, LANES, kick_g), q3)
             _store4(quad_part, ch, c0, q0, q1, q2, q3)
             c0 += 4 * LANES
         while c0 < b:
             count = min(LANES, b - c0)
             q = simd.zeros(quad_part)
             for i in range(lo, hi):
-                d, g = _row_setup(perm, permuted, gdiag, use_g, i)
-                word = _group_noise(key, d, b, kind, xi_part, ch, c0, LANES)
-                s_vec = _chunk_product(indptr, indices, data, s_given, fused, q_src, i, c0,
-                                       count)
-                noise = _chunk_noise(kind, word, xi_part, ch, c0, count, kick * math.sqrt(g))
+                d, g = _row_setup(perm, gdiag, i)
+                word = _group_noise(key, d, b, xi_part, ch, c0, LANES)
+                s_vec = _chunk_product(indptr, indices, data, s_given, q_src, i, c0, count)
+                noise = _chunk_noise(word, xi_part, ch, c0, count, kick * math.sqrt(g))
                 q = _baoab_chunk(q_src, i, s_vec, p, q_dst, d, c0, count, h * g, half,
                                  friction, noise, q)
             _put(quad_part, q, ch, c0, count)
