@@ -7,9 +7,12 @@ product, the noise, the update and the observables in one pass over memory.
 
 What is faster than the numpy reference, and why
 ------------------------------------------------
-- CSR @ block: rows in parallel (``prange``), the block's columns innermost
-  and contiguous (vectorised), a separate single-column kernel for ``b == 1``.
-  scipy's product is single-threaded and does not vectorise across the block.
+- CSR @ block: rows in parallel (``prange``); each block row in explicit SIMD
+  chunks of 8 columns (:mod:`._simd`) with four running sums in registers and
+  masked loads for the last ``b % 8`` columns; a separate single-column kernel
+  for ``b == 1``. scipy's product is single-threaded and does not vectorise
+  across the block. (Numba's own loop vectoriser left the common widths 8 and
+  32 scalar: its unrolled vector loop needs more iterations than that.)
 - Noise: counter-based (SplitMix64 of a per-step key and the entry's position,
   see :mod:`._numba_kernels`), generated inside the update loop; Rademacher
   signs cost one 64-bit hash per 64 entries.
@@ -19,13 +22,16 @@ What is faster than the numpy reference, and why
   neighbouring rows still need the old values) or two passes (the product
   kernel, then the update kernel). Which is faster depends on the matrix:
   measured on this project's 2-core machine (``python -m bench speed``), the
-  fused kernel wins on banded matrices with many chains, where the product is
-  compute-bound, and loses by up to 2x on random sparsity, where the product
-  waits on scattered loads and the longer fused loop body keeps fewer of them
-  in flight. The two variants perform the same floating-point operations in
-  the same order (bit-identical results), so ``fuse="auto"`` (the default)
-  simply times each on the first calls for a given matrix and block and keeps
-  the faster.
+  fused kernel wins on banded matrices, whose gathers hit the cache, and the
+  two passes win by a few percent on random sparsity, where the product waits
+  on scattered loads and the longer fused loop body keeps fewer of them in
+  flight. The two variants perform the same floating-point operations in the
+  same order (bit-identical results), so ``fuse="auto"`` (the default) simply
+  times each on the first calls for a given matrix and block and keeps the
+  faster. The options of a step (reordering, preconditioner, Gaussian noise,
+  float32 rounding check) are compiled into separate kernels rather than
+  tested in the loop, so the first call of each combination compiles (about
+  5 s; cached on disk afterwards).
 - Dense operators use BLAS (``numpy.matmul`` into a preallocated buffer);
   structured operators (Kronecker, linear-network Hessian) use their own
   stacked BLAS products, which have no Python loops over chains.
@@ -40,7 +46,9 @@ For a given ``rng`` state every result is bit-identical across runs *and
 across thread counts*: the noise of entry ``(i, c)`` depends only on a 64-bit
 key drawn from ``rng`` once per call and on ``(i, c)``; each output row is
 computed by one thread in a fixed order; per-chain reductions are summed over
-fixed chunks of rows in a fixed order. Results differ from the numpy backend's
+fixed chunks of rows in a fixed order. The kernels use fused multiply-adds where
+the CPU has them, so bit-identity holds on one machine (or CPU family), not
+across machines. Results differ from the numpy backend's
 (different noise numbers, different summation order) but agree in
 distribution; with the same noise numbers (see :meth:`NumbaBackend.counter_noise`)
 a step agrees with the reference to rounding. Changing ``reorder`` changes
