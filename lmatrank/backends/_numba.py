@@ -450,8 +450,7 @@ class NumbaBackend:
         xi, quad = self._scratch(n, b)[:2]
         with _threads_for(n * b):
             _k.baoab_kernel(*self._product_args(plan, s_q, q_src), q_src, q_dst, p, perm, diag,
-                            float(h),
-                            float(friction), kick, self.last_key,
+                            float(h), float(friction), kick, self.last_key,
                             xi if code == _k.GAUSSIAN else None, quad)
         return quad.sum(axis=0)
 

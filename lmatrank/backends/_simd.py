@@ -14,7 +14,7 @@ registers:
   ``j + LANES <= arr.shape[1]``); :func:`load_first` / :func:`store_first` touch
   only the first ``count`` of them (LLVM masked loads and stores);
 - ``+``, ``-``, ``*`` between vectors of the same element type, and between a
-  vector and a scalar (broadcast);
+  vector and a scalar (broadcast after conversion to the vector's element type);
 - :func:`muladd` (a fused multiply-add where the CPU has one);
 - :func:`zeros`, :func:`astype`, :func:`signs` (``+-magnitude`` from the bits of a
   64-bit word, for Rademacher noise).
@@ -36,7 +36,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_model
 
-__all__ = ["LANES", "load", "store", "load_first", "store_first", "zeros", "astype", "signs", "muladd"]
+__all__ = ["LANES", "Vector", "load", "store", "load_first", "store_first", "zeros", "astype",
+           "signs", "muladd"]
 
 #: Entries per vector.
 LANES = 8
@@ -114,7 +115,7 @@ def store(typingctx, arr, value, i, j):
 
 
 def _lane_mask(builder, count):
-    """``<LANES x i1>``: lane ``l`` is on when ``l < count``."""
+    """``<LANES x i1>``: lane ``l`` is on when ``l < count`` (``0 <= count <= LANES``)."""
     vi64 = ir.VectorType(ir.IntType(64), LANES)
     counts = builder.insert_element(ir.Constant(vi64, ir.Undefined), count,
                                     ir.Constant(ir.IntType(32), 0))
