@@ -297,11 +297,13 @@ def _baoab_chunk(q_src, i, s_vec, p, q_dst, d, c0, count, hg, half, friction, no
 
 
 @njit(cache=True, inline="always")
-def _row_setup(perm, gdiag, i):
-    """(destination row, preconditioner entry) of kernel row `i` (`perm`, `gdiag`: None
-    for no reordering, no preconditioner)."""
+def _row_start(perm, gdiag, i, key, b, xi_part, ch, c0, width):
+    """``(d, g, word)`` of kernel row `i` for the column group ``c0 .. c0 + width``: its
+    destination row, its preconditioner entry (`perm`, `gdiag`: None for no reordering,
+    no preconditioner) and the start of its noise (:func:`_group_noise`)."""
     d = np.int64(i) if perm is None else np.int64(perm[i])
-    return d, (1.0 if gdiag is None else gdiag[d])
+    g = 1.0 if gdiag is None else gdiag[d]
+    return d, g, _group_noise(key, d, b, xi_part, ch, c0, width)
 
 
 @njit(cache=True, inline="always")
@@ -365,9 +367,8 @@ def em_kernel(indptr, indices, data, s_given, theta_src, theta_dst, perm, gdiag,
             n0 = n1 = n2 = n3 = simd.zeros(quad_part)
             r0 = r1 = r2 = r3 = simd.zeros(quad_part)
             for i in range(lo, hi):
-                d, g = _row_setup(perm, gdiag, i)
+                d, g, word = _row_start(perm, gdiag, i, key, b, xi_part, ch, c0, 4 * LANES)
                 kick = noise_std * math.sqrt(g)
-                word = _group_noise(key, d, b, xi_part, ch, c0, 4 * LANES)
                 s0, s1, s2, s3 = _group_product(indptr, indices, data, s_given, theta_src, i, c0)
                 c1, c2, c3 = c0 + LANES, c0 + 2 * LANES, c0 + 3 * LANES
                 q0, n0, r0 = _em_chunk(theta_src, i, s0, theta_dst, d, c0, LANES, g, eta,
@@ -393,8 +394,7 @@ def em_kernel(indptr, indices, data, s_given, theta_src, theta_dst, perm, gdiag,
             gn = simd.zeros(quad_part)
             sq = simd.zeros(quad_part)
             for i in range(lo, hi):
-                d, g = _row_setup(perm, gdiag, i)
-                word = _group_noise(key, d, b, xi_part, ch, c0, LANES)
+                d, g, word = _row_start(perm, gdiag, i, key, b, xi_part, ch, c0, LANES)
                 s_vec = _chunk_product(indptr, indices, data, s_given, theta_src, i, c0, count)
                 noise = _chunk_noise(word, xi_part, ch, c0, count, noise_std * math.sqrt(g))
                 q, gn, sq = _em_chunk(theta_src, i, s_vec, theta_dst, d, c0, count, g, eta,
@@ -424,9 +424,8 @@ def baoab_kernel(indptr, indices, data, s_given, q_src, q_dst, p, perm, gdiag, h
         while c0 + 4 * LANES <= b:
             q0 = q1 = q2 = q3 = simd.zeros(quad_part)
             for i in range(lo, hi):
-                d, g = _row_setup(perm, gdiag, i)
+                d, g, word = _row_start(perm, gdiag, i, key, b, xi_part, ch, c0, 4 * LANES)
                 kick_g = kick * math.sqrt(g)
-                word = _group_noise(key, d, b, xi_part, ch, c0, 4 * LANES)
                 s0, s1, s2, s3 = _group_product(indptr, indices, data, s_given, q_src, i, c0)
                 c1, c2, c3 = c0 + LANES, c0 + 2 * LANES, c0 + 3 * LANES
                 q0 = _baoab_chunk(q_src, i, s0, p, q_dst, d, c0, LANES, h * g, half, friction,
@@ -443,8 +442,7 @@ def baoab_kernel(indptr, indices, data, s_given, q_src, q_dst, p, perm, gdiag, h
             count = min(LANES, b - c0)
             q = simd.zeros(quad_part)
             for i in range(lo, hi):
-                d, g = _row_setup(perm, gdiag, i)
-                word = _group_noise(key, d, b, xi_part, ch, c0, LANES)
+                d, g, word = _row_start(perm, gdiag, i, key, b, xi_part, ch, c0, LANES)
                 s_vec = _chunk_product(indptr, indices, data, s_given, q_src, i, c0, count)
                 noise = _chunk_noise(word, xi_part, ch, c0, count, kick * math.sqrt(g))
                 q = _baoab_chunk(q_src, i, s_vec, p, q_dst, d, c0, count, h * g, half,
