@@ -110,6 +110,20 @@ def median_time(fn, reps, warmup=1):
     return float(np.median(times)), times
 
 
+def interleaved_medians(fns, reps):
+    """Median seconds of each callable in `fns` (name -> fn), timed round-robin: every
+    repetition runs each once, so a slow spell of a shared machine hits all of them alike
+    and the ratios between them stay meaningful (timed one after the other, the same kernel
+    was seen to differ by 1.5x between blocks of one run)."""
+    times = {name: [] for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
 def resident_bytes():
     try:
         pages = int(Path("/proc/self/statm").read_text().split()[1])
@@ -172,18 +186,10 @@ def time_family(family, A, kind, dtype, widths, reps, rng, log):
             s = op.matmat(theta)
             ref.em_update(theta, s, gen=gen, **kw)
 
-        rec["numpy_step"], _ = median_time(numpy_step, reps)
-
         state = [theta0.copy()]
 
         def numba_em():
             state[0], _, _ = numba_be.em_step(op, state[0], gen=gen, **kw)
-
-        for _ in range(2 * (FUSE_TRIALS + 1)):  # let fuse="auto" settle first
-            numba_em()
-        rss0 = resident_bytes()
-        rec["numba_em"], _ = median_time(numba_em, reps)
-        rec["rss_growth_bytes"] = resident_bytes() - rss0
 
         q = [theta0.copy()]
         p = theta0.copy()
@@ -193,9 +199,14 @@ def time_family(family, A, kind, dtype, widths, reps, rng, log):
                                           temperature=0.5,
                                           precond=precond, noise="rademacher", gen=gen)
 
-        for _ in range(2 * (FUSE_TRIALS + 1)):
+        fns = dict(numpy_step=numpy_step, numba_em=numba_em, numba_baoab=numba_baoab)
+        for _ in range(2 * (FUSE_TRIALS + 1)):  # let fuse="auto" settle first
+            numba_em()
             numba_baoab()
-        rec["numba_baoab"], _ = median_time(numba_baoab, reps)
+        rss0 = resident_bytes()
+        for _ in range(reps):
+            numba_em()
+        rec["rss_growth_bytes"] = resident_bytes() - rss0
         if kind == "sparse":
             rec["fuse_choice"] = {scheme: numba_be.sparse_plan(op).info["fuse"].get(
                 (scheme, b, np.dtype(dtype).name)) for scheme in ("em", "baoab")}
@@ -203,21 +214,25 @@ def time_family(family, A, kind, dtype, widths, reps, rng, log):
                 forced = NumbaBackend(reorder=False, fuse=fuse)
                 forced_state = [theta0.copy()]
 
-                def forced_em():
+                def forced_em(forced=forced, forced_state=forced_state):
                     forced_state[0], _, _ = forced.em_step(op, forced_state[0], gen=gen, **kw)
 
-                rec[field], _ = median_time(forced_em, reps, warmup=2)
+                fns[field] = forced_em
 
         X = theta0.copy()
         Y = np.empty_like(X)
         if kind == "sparse":
-            rec["scipy_product"], _ = median_time(lambda: M @ X, reps)
-            rec["numba_product"], _ = median_time(lambda: numba_be.matmat(op, X, out=Y), reps)
+            fns["scipy_product"] = lambda: M @ X
+            fns["numba_product"] = lambda: numba_be.matmat(op, X, out=Y)
             rec["bytes_fused_step"] = _sparse_bytes(M, b, np.dtype(dtype).itemsize)
         elif kind == "dense":
-            rec["blas_product"], _ = median_time(lambda: np.matmul(op.matrix, X, out=Y), reps)
+            fns["blas_product"] = lambda: np.matmul(op.matrix, X, out=Y)
         else:
-            rec["operator_product"], _ = median_time(lambda: op.matrix.matmat(X), reps)
+            fns["operator_product"] = lambda: op.matrix.matmat(X)
+        for fn in fns.values():  # warm-up (compilation, first touch of buffers)
+            fn()
+            fn()
+        rec.update(interleaved_medians(fns, reps))
         records.append(rec)
     return records
 
@@ -359,7 +374,9 @@ def markdown(result):
              f"Command: `{result['command']}`; medians of {result['config']['reps']} "
              "repetitions, milliseconds per step (one step = one block product with b chains "
              "+ update). On a shared machine single numbers carry "
-             "run-to-run noise (tens of percent); the ratios are measured in the same run.\n",
+             "run-to-run noise (tens of percent); the ratios are measured in the same run, "
+             "with all timings of one operator, dtype and b taken round-robin (each "
+             "repetition runs every variant once).\n",
              "What is timed: `numpy step` = scipy/BLAS product + `NumpyBackend.em_update` "
              "(the reference); `numba EM` / `numba BAOAB` = `NumbaBackend.em_step` / "
              "`baoab_step` as the estimator calls them (sparse: `fuse=\"auto\"`, the faster "
