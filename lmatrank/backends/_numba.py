@@ -356,8 +356,9 @@ class NumbaBackend:
                                eta, noise_std, code, gen)
 
     def _em_kernel(self, src, s_theta, dst, perm, diag, eta, noise_std, code, gen, plan=None):
-        """Run :func:`_numba_kernels.em_kernel`, fused with the CSR product of `plan` when
-        `s_theta` is None; returns the summed observables."""
+        """Run :func:`_numba_kernels.em_kernel`: fused with the CSR product of `plan` when
+        one is given (`s_theta` is then None), else from the product `s_theta`; returns the
+        summed observables."""
         n, b = src.shape
         self.last_key = draw_key(gen)
         xi, quad, gnorm, sq = self._scratch(n, b)
@@ -442,8 +443,9 @@ class NumbaBackend:
 
     def _baoab_kernel(self, q_src, s_q, q_dst, p, perm, diag, h, friction, temperature, code,
                       gen, plan=None):
-        """Run :func:`_numba_kernels.baoab_kernel`, fused with the CSR product of `plan`
-        when `s_q` is None; returns the summed observable."""
+        """Run :func:`_numba_kernels.baoab_kernel`: fused with the CSR product of `plan`
+        when one is given (`s_q` is then None), else from the product `s_q`; returns the
+        summed observable."""
         n, b = q_src.shape
         kick = float(np.sqrt(temperature * (1.0 - friction * friction)))
         self.last_key = draw_key(gen)
