@@ -2,10 +2,82 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RankEstimate", "rounded_rank"]
+import numpy as np
+
+__all__ = ["INTERVAL_Z", "RankEstimate", "count_threshold", "rounded_rank", "sampling_interval"]
+
+#: Standard errors on each side of a sampling-only interval (two-sided ~99.7%).
+INTERVAL_Z = 3.0
+
+
+def count_threshold(lam_max, n, dtype, *, rtol=None, atol=None, noise_floor=None):
+    """The eigenvalue magnitude a rank refers to, and where it came from.
+
+    Every method counts ``|lambda| > threshold`` with
+
+    - ``max(atol, rtol * lam_max)`` when `rtol` or `atol` is given (numpy/torch convention);
+    - otherwise numpy's ``matrix_rank`` default ``n * eps(dtype) * lam_max``, raised to
+      `noise_floor` (the measured rounding noise of the operator's products, see
+      :func:`lmatrank.operators.check_symmetric`) when that is higher: eigenvalues below the
+      noise of the products are not properties of the matrix.
+
+    Parameters
+    ----------
+    lam_max : float
+        ``|lambda|_max`` (an estimate; >= 0).
+    n : int
+        Order of the matrix.
+    dtype : numpy dtype
+        Working precision of the products (its ``eps`` enters the default).
+    rtol, atol : float or None
+    noise_floor : float or None
+
+    Returns
+    -------
+    threshold : float
+    source : str
+        ``"atol"``, ``"rtol"``, ``"numpy default"`` or ``"product noise"``.
+
+    Examples
+    --------
+    >>> count_threshold(2.0, 100, "float64", rtol=1e-6)
+    (2e-06, 'rtol')
+    >>> count_threshold(2.0, 100, "float64", rtol=1e-6, atol=1e-3)
+    (0.001, 'atol')
+    >>> t, src = count_threshold(1.0, 1000, "float32"); src, bool(t == 1000 * 2.0**-23)
+    ('numpy default', True)
+    >>> count_threshold(1.0, 10, "float64", noise_floor=1e-8)
+    (1e-08, 'product noise')
+    """
+    lam_max = float(lam_max)
+    if rtol is not None or atol is not None:
+        by_rtol = (rtol or 0.0) * lam_max
+        by_atol = atol or 0.0
+        return (float(by_atol), "atol") if by_atol >= by_rtol else (float(by_rtol), "rtol")
+    default = n * float(np.finfo(np.dtype(dtype)).eps) * lam_max
+    if noise_floor is not None and noise_floor > default:
+        return float(noise_floor), "product noise"
+    return float(default), "numpy default"
+
+
+def sampling_interval(estimate, stderr, n=None, z=INTERVAL_Z):
+    """Integer bracket ``[floor(estimate - z stderr), ceil(estimate + z stderr)]``,
+    clipped to ``[0, n]``: the interval of a result whose only uncertainty is sampling.
+
+    >>> sampling_interval(10.2, 0.3), sampling_interval(5.0, 0.0), sampling_interval(9.6, 1.0, n=10)
+    ((9, 12), (5, 5), (6, 10))
+    """
+    if not (math.isfinite(estimate) and math.isfinite(stderr)):
+        return (0, n) if n is not None else (0, math.inf)
+    lo = max(0, math.floor(estimate - z * stderr + 1e-9))
+    hi = math.ceil(estimate + z * stderr - 1e-9)
+    if n is not None:
+        hi, lo = min(hi, n), min(lo, n)
+    return int(lo), int(max(hi, lo))
 
 
 def rounded_rank(estimate: float, n: int) -> int:
@@ -33,18 +105,30 @@ class RankEstimate:
         One standard error of `estimate` (statistical part only; 0.0 for
         deterministic methods).
     threshold : float
-        Absolute eigenvalue magnitude the count refers to. For Langevin runs it
-        is the filter's effective resolution: the eigenvalue of ``G S`` whose
-        mode is half counted at the start of the averaging window (indefinite
-        input runs on ``S**2`` and reports the magnitude ``|lambda|`` of ``S``).
+        The eigenvalue magnitude the count refers to: the answer estimates
+        ``#{|lambda| > threshold}``. It is ``max(atol, rtol |lambda|_max)``, or
+        numpy's default ``n eps |lambda|_max`` (raised to the rounding noise of the
+        products where that is higher) when neither is given -- the same rule for
+        every method (:func:`count_threshold`).
     matvecs : int
         Single-vector products with ``A`` spent (a block of ``c`` vectors counts ``c``).
     method : str
         Name of the method that produced the estimate.
     converged : bool
-        False when the budget ran out before the stopping rule was met.
+        True only when the method resolved `threshold` and met its accuracy target;
+        False when it could not (budget, filter width, method): `interval` then says
+        what is known, and a warning said what would resolve it.
     info : dict
         Method-specific diagnostics (loss curve, step size, lambda_max, ...).
+        ``info["threshold_source"]`` says where `threshold` came from.
+    resolution : float
+        The smallest ``|lambda|`` the run actually separated (``<= threshold`` when
+        resolved). Default: `threshold`.
+    interval : (int, int)
+        A bracket ``(lo, hi)`` that holds the true count above `threshold` with high
+        probability: it covers the sampling error *and* the eigenvalues the method
+        could not place on either side of `threshold`. Default: ``estimate +- 3
+        stderr`` rounded outward (sampling only).
 
     Examples
     --------
@@ -62,6 +146,17 @@ class RankEstimate:
     method: str
     converged: bool = True
     info: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    resolution: float | None = None
+    interval: tuple[int, int] | None = None
+
+    def __post_init__(self):
+        if self.resolution is None:
+            object.__setattr__(self, "resolution", float(self.threshold))
+        if self.interval is None:
+            object.__setattr__(self, "interval", sampling_interval(self.estimate, self.stderr))
+        else:
+            lo, hi = self.interval
+            object.__setattr__(self, "interval", (int(lo), int(hi)))
 
     def __int__(self) -> int:
         return int(self.rank)
@@ -70,10 +165,12 @@ class RankEstimate:
         return int(self.rank)
 
     def __str__(self) -> str:
-        flag = "" if self.converged else " (NOT converged: budget exhausted)"
+        flag = "" if self.converged else " (NOT converged: threshold not resolved)"
+        lo, hi = self.interval
         return (
-            f"rank {self.rank} (estimate {self.estimate:.2f} +- {self.stderr:.2f}, "
-            f"threshold {self.threshold:.3g}, {self.matvecs} products, method {self.method!r}){flag}"
+            f"rank {self.rank} in [{lo}, {hi}] (estimate {self.estimate:.2f} +- "
+            f"{self.stderr:.2f}, |lambda| > {self.threshold:.3g}, resolution "
+            f"{self.resolution:.3g}, {self.matvecs} products, method {self.method!r}){flag}"
         )
 
     def plot(self, *, fig=None, true_rank=None, eigenvalues=None):

@@ -21,6 +21,7 @@ promoted to float64; complex and object dtypes are refused (``TypeError``).
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -90,6 +91,9 @@ class CountingOperator:
         self.matrix = matrix
         self.name = name or kind
         self.matvecs = 0
+        # spectral-norm size of the products' rounding noise, measured by the symmetry
+        # probe (None: not measured); raises the default threshold of noisy operators
+        self.noise_floor = None
 
     def count(self, b: int) -> None:
         """Record ``b`` single-vector products done outside :meth:`matmat`."""
@@ -310,6 +314,13 @@ def check_symmetric(op: CountingOperator, *, rng=None, n_probes=3, rtol=None):
     and any positive multiple of it pass or fail together. The check also
     refuses operators that return non-finite values. Costs `n_probes` products.
 
+    The asymmetry it measures is also the size of the products' own noise: for a
+    product ``(S + E) X`` with an unstructured error ``E`` of entry size ``e``,
+    ``X^T E X - (X^T E X)^T`` has entries ``~ sqrt(2) e ||x_i|| ||x_j||`` and
+    ``||E||_2 ~ 2 e sqrt(n)``. That estimate of ``||E||_2`` is stored in
+    ``op.noise_floor``: eigenvalues below it are not properties of the matrix
+    (autodiff Hessian-vector products carry noise far above ``n eps |lambda|_max``).
+
     Raises
     ------
     ValueError
@@ -338,6 +349,10 @@ def check_symmetric(op: CountingOperator, *, rng=None, n_probes=3, rtol=None):
     if rtol is None:
         rtol = 1e3 * np.sqrt(op.n) * np.finfo(op.dtype).eps
     asym = np.linalg.norm(M - M.T)
+    if k >= 2:
+        mean_sq_norm = float(np.sum(X64 * X64)) / k
+        entry = asym / (math.sqrt(2.0 * k * (k - 1)) * mean_sq_norm)
+        op.noise_floor = 2.0 * math.sqrt(op.n) * entry
     if scale > 0 and asym > rtol * scale:
         raise ValueError(
             f"matrix is not symmetric: probe test gives relative asymmetry {asym / scale:.3g} "
