@@ -41,6 +41,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
+from ._xp import host_linear_operator
 from .langevin._gradient import adam_preconditioner as _adam_from_state
 
 __all__ = ["HessianOperator", "ModelLoss", "adam_preconditioner", "as_linear_operator",
@@ -366,26 +367,7 @@ def as_linear_operator(A):
     >>> A.shape, A.matmat(np.ones((3, 1))).ravel()
     ((3, 3), array([1., 2., 0.]))
     """
-    torch = _torch()
+    _torch()
     if isinstance(A, (LinearOperator, np.ndarray)) or isinstance(A, HessianOperator):
         return A
-    shape = tuple(getattr(A, "shape", ()))
-    if len(shape) != 2 or shape[0] != shape[1]:
-        raise ValueError(f"operator must be square and 2-D, got shape {shape}")
-    t_dtype = getattr(A, "dtype", torch.float64)
-    if not isinstance(t_dtype, torch.dtype):
-        t_dtype = torch.float64
-    if t_dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"unsupported operator dtype {t_dtype}; expected float32 or float64")
-    device = getattr(A, "device", "cpu")
-    apply = A.matmat if hasattr(A, "matmat") else (lambda X: A @ X)
-    np_dtype = np.float32 if t_dtype == torch.float32 else np.float64
-
-    def matmat(X):
-        Xt = torch.as_tensor(np.ascontiguousarray(X), dtype=t_dtype, device=device)
-        with torch.no_grad():
-            Y = apply(Xt)
-        return Y.detach().cpu().numpy()
-
-    return LinearOperator(shape, matvec=lambda x: matmat(np.reshape(x, (-1, 1)))[:, 0],
-                          matmat=matmat, dtype=np_dtype)
+    return host_linear_operator(A)

@@ -28,10 +28,12 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
+from .._xp import device_host_apply, device_namespace, host_linear_operator, root_module
+
 __all__ = ["CountingOperator", "SquaredOperator", "as_operator", "check_symmetric"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-# operators that take and return torch tensors (wrapped through lmatrank.torch)
+# operators that take and return torch tensors (wrapped by lmatrank._xp.host_linear_operator)
 _TORCH_MODULES = ("torch", "curvlinops")
 
 
@@ -170,9 +172,7 @@ class SquaredOperator(CountingOperator):
 
 
 def _device_namespace(A):
-    from ..backends import device_namespace  # only backends/ may import cupy or torch
-
-    return device_namespace(A)
+    return device_namespace(A)  # duck typing on the object: imports neither cupy nor torch
 
 
 def _device_operator(A, dtype):
@@ -184,8 +184,6 @@ def _device_operator(A, dtype):
     serves only the few set-up products (symmetry probes, Lanczos bounds), each of
     which moves one block across the bus; the dynamics never do.
     """
-    from ..backends import device_host_apply
-
     shape = tuple(A.shape)
     _check_square(shape, "operator")
     work = _result_dtype(getattr(A, "dtype", None) if dtype is None else dtype)
@@ -259,10 +257,8 @@ def as_operator(A, *, dtype=None, check_symmetry=True, rng=None, symmetry_rtol=N
         if check_symmetry:
             check_symmetric(op, rng=rng, rtol=symmetry_rtol)
         return op
-    if type(A).__module__.split(".")[0] in _TORCH_MODULES and _device_namespace(A) is None:
-        from ..torch import as_linear_operator  # torch tensors/operators on the CPU
-
-        A = as_linear_operator(A)
+    if root_module(A) in _TORCH_MODULES and _device_namespace(A) is None:
+        A = host_linear_operator(A)  # torch tensors/operators on the CPU
     if sp.issparse(A):
         _check_square(A.shape, "matrix")
         work = _result_dtype(A.dtype) if dtype is None else _result_dtype(dtype)
