@@ -15,8 +15,16 @@ Accepted inputs
   :func:`lmatrank.torch.as_linear_operator`; GPU inputs (CuPy, torch CUDA) are
   kept on the device for the CuPy backend.
 
-Dtype rules: float32 and float64 are kept; integer and boolean inputs are
-promoted to float64; complex and object dtypes are refused (``TypeError``).
+Dtype rules: float32 and float64 are kept, in either byte order (products run in
+native byte order); float16 is computed in float32 and ``op.precision`` records
+float16, the precision whose rounding the default threshold must judge; integer
+and boolean inputs are promoted to float64; complex and object dtypes are refused
+(``TypeError``).
+
+Validation: sparse inputs are checked structurally (index arrays in range,
+``indptr`` non-decreasing with the right length and end) in O(nnz) before any
+kernel sees them, entries must be finite, and :meth:`CountingOperator.matmat`
+refuses products with non-finite values (``ValueError`` naming the product).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
+from .._checks import check_int
 from .._xp import device_host_apply, device_namespace, host_linear_operator, root_module
 
 __all__ = ["CountingOperator", "SquaredOperator", "as_operator", "check_symmetric"]
@@ -42,6 +51,8 @@ def _result_dtype(dtype) -> np.dtype:
     if dtype is None:
         return np.dtype(np.float64)
     dtype = np.dtype(dtype)
+    if dtype.kind in "fc" or dtype.kind in "biu":
+        dtype = dtype.newbyteorder("=")  # byte order never changes the precision
     if dtype.kind == "c":
         raise TypeError(f"complex matrices are not supported (dtype {dtype}); "
                         "lmatrank estimates the rank of real symmetric matrices")
@@ -49,7 +60,9 @@ def _result_dtype(dtype) -> np.dtype:
         return np.dtype(np.float64)
     if dtype in _FLOATS:
         return dtype
-    if dtype.kind == "f":  # float16, longdouble
+    if dtype == np.dtype(np.float16):  # computed in float32; op.precision keeps float16
+        return np.dtype(np.float32)
+    if dtype.kind == "f":  # longdouble
         return np.dtype(np.float64)
     raise TypeError(f"unsupported dtype {dtype}; expected a real floating or integer dtype")
 
@@ -93,6 +106,10 @@ class CountingOperator:
         self.matrix = matrix
         self.name = name or kind
         self.matvecs = 0
+        # the dtype whose rounding the input carries (float16 inputs run in float32)
+        self.precision = self.dtype
+        # ||S x|| / ||x|| of the symmetry probes (None: no probe ran)
+        self.probe_norm = None
         # spectral-norm size of the products' rounding noise, measured by the symmetry
         # probe (None: not measured); raises the default threshold of noisy operators
         self.noise_floor = None
@@ -102,7 +119,11 @@ class CountingOperator:
         self.matvecs += int(b)
 
     def matmat(self, X):
-        """Return ``S @ X`` for a block ``X`` of shape ``(n, b)``; counts ``b``."""
+        """Return ``S @ X`` for a block ``X`` of shape ``(n, b)``; counts ``b``.
+
+        Raises ``ValueError`` when the operator returns NaN or Inf, naming the
+        product count at which it happened.
+        """
         if X.ndim != 2 or X.shape[0] != self.n:
             raise ValueError(f"expected a block of shape ({self.n}, b), got {X.shape}")
         self.matvecs += X.shape[1]
@@ -112,6 +133,7 @@ class CountingOperator:
             raise ValueError(f"operator returned shape {Y.shape} for a block of shape {X.shape}")
         if Y.dtype != self.dtype:
             Y = Y.astype(self.dtype, copy=False)
+        _check_finite_product(Y, self.matvecs)
         return Y
 
     def __matmul__(self, X):
@@ -191,12 +213,113 @@ def _device_operator(A, dtype):
                             name=f"device:{type(A).__name__}")
 
 
+def _check_finite_product(Y, count):
+    """Refuse a product block holding NaN or Inf (a sum first: O(size), no temporary)."""
+    if Y.size == 0:
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = Y.sum()
+    if np.isfinite(total) or np.all(np.isfinite(Y)):  # an overflowing sum of finite values
+        return
+    raise ValueError(f"operator returned non-finite values (NaN or Inf) at product {count}")
+
+
+_INDEX_KINDS = "iu"
+
+
+def _index_array(values, what):
+    arr = np.asarray(values)
+    if arr.ndim != 1 or arr.dtype.kind not in _INDEX_KINDS:
+        raise ValueError(f"malformed sparse matrix: {what} must be a 1-D integer array, "
+                         f"got dtype {arr.dtype} and shape {arr.shape}")
+    return arr
+
+
+def _check_range(idx, bound, what):
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= bound):
+        bad = int(idx.min()) if int(idx.min()) < 0 else int(idx.max())
+        raise ValueError(f"malformed sparse matrix: {what} index {bad} out of range [0, {bound})")
+
+
+def _check_compressed(indptr, indices, n_data, major, minor, what="indptr"):
+    """The CSR/CSC/BSR invariants, O(nnz): indptr of length major+1, starting at 0,
+    non-decreasing, ending at most at the number of stored entries; indices in range."""
+    indptr = _index_array(indptr, "indptr")
+    indices = _index_array(indices, "indices")
+    if indptr.size != major + 1:
+        raise ValueError(f"malformed sparse matrix: indptr has length {indptr.size}, "
+                         f"expected {major + 1}")
+    if int(indptr[0]) != 0:
+        raise ValueError(f"malformed sparse matrix: indptr[0] = {int(indptr[0])}, expected 0")
+    if major and np.any(np.diff(indptr.astype(np.int64)) < 0):
+        raise ValueError("malformed sparse matrix: indptr is not non-decreasing")
+    end = int(indptr[-1])
+    if end > indices.size or end > n_data:
+        raise ValueError(f"malformed sparse matrix: indptr[-1] = {end} exceeds the "
+                         f"{min(indices.size, n_data)} stored entries")
+    _check_range(indices[:end], minor, "column" if what == "indptr" else what)
+
+
+def _validate_sparse(A):
+    """Structural check of a scipy.sparse matrix/array before any conversion or kernel.
+
+    Returns the matrix to convert (LIL/DOK/DIA inputs as COO). Raises ValueError
+    naming the defect (index out of range, indptr malformed, lengths that disagree).
+    """
+    shape = _check_shape(A.shape, "matrix")
+    fmt = A.format
+    if fmt in ("lil", "dok", "dia"):
+        A = A.tocoo()
+        fmt = "coo"
+    n_data = np.asarray(A.data).shape[0] if np.ndim(A.data) else 0
+    if fmt in ("csr", "csc"):
+        major, minor = (shape[0], shape[1]) if fmt == "csr" else (shape[1], shape[0])
+        if np.ndim(A.data) != 1:
+            raise ValueError("malformed sparse matrix: data must be 1-D")
+        _check_compressed(A.indptr, A.indices, n_data, major, minor)
+    elif fmt == "bsr":
+        r, c = A.blocksize
+        if r < 1 or c < 1 or shape[0] % r or shape[1] % c:
+            raise ValueError(f"malformed sparse matrix: blocksize {A.blocksize} does not "
+                             f"divide shape {shape}")
+        if np.ndim(A.data) != 3 or tuple(np.shape(A.data)[1:]) != (r, c):
+            raise ValueError("malformed sparse matrix: BSR data must have shape (nnzb, R, C)")
+        _check_compressed(A.indptr, A.indices, n_data, shape[0] // r, shape[1] // c,
+                          what="block column")
+    elif fmt == "coo":
+        row, col = _index_array(A.row, "row"), _index_array(A.col, "col")
+        if np.ndim(A.data) != 1 or not (row.size == col.size == n_data):
+            raise ValueError(f"malformed sparse matrix: COO row, col and data lengths differ "
+                             f"({row.size}, {col.size}, {n_data})")
+        _check_range(row, shape[0], "row")
+        _check_range(col, shape[1], "column")
+    return A
+
+
+def _precision(input_dtype, requested, work):
+    """float16 when the input (and no explicit working dtype) is float16, else `work`."""
+    if requested is None and input_dtype is not None \
+            and np.dtype(input_dtype).newbyteorder("=") == np.dtype(np.float16):
+        return np.dtype(np.float16)
+    return work
+
+
 def _check_finite_values(values, what):
     if not np.all(np.isfinite(values)):
         raise ValueError(f"{what} contains non-finite values (NaN or Inf)")
 
 
+def _check_shape(shape, what):
+    """`shape` as a tuple of Python ints; ValueError for a non-integral or negative entry."""
+    try:
+        entries = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{what} shape must be a tuple of integers, got {shape!r}") from None
+    return tuple(check_int(f"{what} shape[{i}]", s, minimum=0) for i, s in enumerate(entries))
+
+
 def _check_square(shape, what):
+    shape = _check_shape(shape, what)
     if len(shape) != 2:
         raise ValueError(f"{what} must be 2-D (a square matrix), got shape {tuple(shape)}")
     if shape[0] != shape[1]:
@@ -262,11 +385,14 @@ def as_operator(A, *, dtype=None, check_symmetry=True, rng=None, symmetry_rtol=N
     if sp.issparse(A):
         _check_square(A.shape, "matrix")
         work = _result_dtype(A.dtype) if dtype is None else _result_dtype(dtype)
+        precision = _precision(A.dtype, dtype, work)
+        A = _validate_sparse(A)
         M = sp.csr_array(A, dtype=work)
         M.sum_duplicates()
         _check_finite_values(M.data, "matrix")
         op = CountingOperator(lambda X: M @ X, M.shape[0], work, kind="sparse", matrix=M,
                               name=f"sparse[{A.format}]")
+        op.precision = precision
     elif _device_namespace(A) is not None:
         op = _device_operator(A, dtype)
     elif isinstance(A, LinearOperator):
@@ -284,6 +410,7 @@ def as_operator(A, *, dtype=None, check_symmetry=True, rng=None, symmetry_rtol=N
         _check_finite_values(M, "matrix")
         op = CountingOperator(lambda X: M @ X, M.shape[0], work, kind="dense", matrix=M,
                               name="dense")
+        op.precision = _precision(arr.dtype, dtype, work)
     elif hasattr(A, "shape") and (hasattr(A, "matmat") or hasattr(A, "__matmul__")):
         shape = tuple(A.shape)
         _check_square(shape, "operator")
@@ -340,15 +467,23 @@ def check_symmetric(op: CountingOperator, *, rng=None, n_probes=3, rtol=None):
     if not np.all(np.isfinite(Y)):
         raise ValueError("operator returned non-finite values (NaN or Inf) on a probe vector")
     X64, Y64 = X.astype(np.float64), Y.astype(np.float64)
+    # work with Y / 2**e, max |entry| in [0.5, 1): exact, and no overflow in the norms of
+    # matrices scaled by 1e300 (nor underflow at 1e-300); results are scaled back by 2**e
+    y_max = float(np.max(np.abs(Y64))) if Y64.size else 0.0
+    e = math.frexp(y_max)[1] if y_max > 0 else 0
+    Y64 = np.ldexp(Y64, -e)
     M = X64.T @ Y64
     scale = np.linalg.norm(X64) * np.linalg.norm(Y64)
+    # a lower bound on |lambda|_max (probe Rayleigh quotient of the norm), for scaling
+    op.probe_norm = math.ldexp(float(np.linalg.norm(Y64) / np.linalg.norm(X64)), e) \
+        if scale > 0 else 0.0
     if rtol is None:
         rtol = 1e3 * np.sqrt(op.n) * np.finfo(op.dtype).eps
     asym = np.linalg.norm(M - M.T)
     if k >= 2:
         mean_sq_norm = float(np.sum(X64 * X64)) / k
         entry = asym / (math.sqrt(2.0 * k * (k - 1)) * mean_sq_norm)
-        op.noise_floor = 2.0 * math.sqrt(op.n) * entry
+        op.noise_floor = math.ldexp(2.0 * math.sqrt(op.n) * entry, e)
     if scale > 0 and asym > rtol * scale:
         raise ValueError(
             f"matrix is not symmetric: probe test gives relative asymmetry {asym / scale:.3g} "

@@ -56,11 +56,58 @@ def test_symmetry_probe_products_are_counted(matrix):
 
 @pytest.mark.parametrize("dtype, expected", [
     (np.float32, np.float32), (np.float64, np.float64), (np.int64, np.float64),
-    (np.int8, np.float64), (bool, np.float64), (np.float16, np.float64)])
+    (np.int8, np.float64), (bool, np.float64), (np.float16, np.float32),
+    (">f4", np.float32), (">f8", np.float64), (">i4", np.float64)])
 def test_dtype_rules(dtype, expected):
     op = as_operator(np.eye(4, dtype=dtype), rng=0)
-    assert op.dtype == np.dtype(expected)
+    assert op.dtype == np.dtype(expected) and op.dtype.isnative
     assert op.matmat(np.ones((4, 2), dtype=expected)).dtype == np.dtype(expected)
+    if np.dtype(dtype).isnative and np.dtype(dtype) != np.float16:  # scipy.sparse can't
+        sparse = as_operator(sp.csr_array(np.eye(4, dtype=dtype)), rng=0)
+        assert sparse.dtype == np.dtype(expected)
+
+
+def test_precision_records_float16_input():
+    assert as_operator(np.eye(4, dtype=np.float16), rng=0).precision == np.float16
+    assert as_operator(np.eye(4, dtype=np.float16), dtype=np.float64, rng=0).precision == np.float64
+    assert as_operator(np.eye(4, dtype=">f4"), rng=0).precision == np.float32
+
+
+def test_non_finite_product_names_the_product():
+    from scipy.sparse.linalg import LinearOperator
+    calls = []
+
+    def matmat(X):
+        calls.append(X.shape[1])
+        return X * (np.inf if len(calls) > 1 else 1.0)
+
+    op = as_operator(LinearOperator((5, 5), matvec=lambda x: x, matmat=matmat), rng=0)
+    assert op.matvecs == 3
+    with pytest.raises(ValueError, match="non-finite values .* at product 5"):
+        op.matmat(np.ones((5, 2)))
+
+
+@pytest.mark.parametrize("shape", [(4.5, 4.5), (-1, -1), ("a", "a")])
+def test_operator_shape_must_be_integral(shape):
+    class Op:
+        dtype = np.float64
+
+        def __init__(self):
+            self.shape = shape
+
+        def matmat(self, X):
+            return X
+
+    with pytest.raises((ValueError, TypeError), match="shape"):
+        as_operator(Op())
+
+
+def test_symmetry_probe_scale_free_at_extreme_scales():
+    A = np.diag([1.0, 0.5, 0.0])
+    for k in (-1000, 1000):
+        op = as_operator(np.ldexp(A, k), rng=0)
+        assert np.isfinite(op.probe_norm) and op.probe_norm > 0
+        assert np.isfinite(op.noise_floor)
 
 
 def test_requested_dtype_overrides(matrix):
