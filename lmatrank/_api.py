@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import math
-import numbers
 
 import numpy as np
 
-from .operators import as_operator
+from ._checks import (check_bool, check_choice, check_dtype, check_float,
+                      check_nonnegative_float, check_positive_float, check_positive_int,
+                      spawn_rngs, validate_options)
+from .operators import CountingOperator, as_operator
 
 __all__ = ["estimate_rank", "available_methods", "register_method"]
 
@@ -81,14 +84,71 @@ def _resolve(method):
 
 
 def _check_tolerance(name, value):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number or None, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be finite and >= 0, got {value}")
+    return check_nonnegative_float(name, value, allow_none=True)
+
+
+def _opt_positive_int(name, value):
+    return check_positive_int(name, value, allow_none=True)
+
+
+def _opt_positive_float(name, value):
+    return check_positive_float(name, value, allow_none=True)
+
+
+def _opt_bool(name, value):
+    return check_bool(name, value, allow_none=True)
+
+
+def _opt_string(name, value):
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{name} must be a string or None, got {type(value).__name__}")
     return value
+
+
+def _opt_progress(name, value):
+    if value is None or isinstance(value, (bool, np.bool_)) or callable(value):
+        return bool(value) if isinstance(value, np.bool_) else value
+    raise TypeError(f"{name} must be True, False, None or a callable "
+                    f"progress(matvecs, budget, estimate, stderr), got {type(value).__name__}")
+
+
+def _opt_backend(name, value):
+    if isinstance(value, (bool, np.bool_, int, float, np.number)):
+        raise TypeError(f"{name} must be None, a backend name such as 'numpy' or 'numba', or "
+                        f"a backend object, got {type(value).__name__}")
+    return value
+
+
+def _opt_nonnegative_int(name, value):
+    from ._checks import check_int
+
+    return check_int(name, value, minimum=0, allow_none=True)
+
+
+#: Checks of the options shared by the methods, applied by :func:`estimate_rank` before a
+#: method runs (types -> TypeError, values -> ValueError, the option named). Methods keep
+#: their own method-specific checks (ranges that depend on other options or on the matrix).
+OPTION_CHECKS = {
+    "max_matvecs": _opt_positive_int, "target_rse": _opt_positive_float,
+    "n_chains": _opt_positive_int, "n_steps": _opt_positive_int, "n_avg": _opt_positive_int,
+    "eta": _opt_positive_float, "sigma2": _opt_positive_float, "h": _opt_positive_float,
+    "friction": _opt_positive_float, "lanczos_steps": _opt_positive_int,
+    "degree": _opt_positive_int, "n_probes": _opt_positive_int, "n_points": _opt_positive_int,
+    "block_size": _opt_positive_int, "max_rank": _opt_positive_int,
+    "oversample": _opt_nonnegative_int, "max_n": _opt_positive_int,
+    "max_memory": _opt_positive_float, "max_flops": _opt_positive_float,
+    "growth": lambda name, value: check_float(name, value, minimum=1.0, strict_minimum=True),
+    "progress": _opt_progress, "backend": _opt_backend,
+    "paper": _opt_bool, "corrected": _opt_bool, "faithful": _opt_bool, "doubling": _opt_bool,
+    "reorthogonalize": _opt_bool, "plateau": _opt_bool,
+    "scheme": lambda name, value: check_choice(name, value, ("em", "baoab"), allow_none=True),
+    "spectrum": lambda name, value: check_choice(name, value, ("auto", "psd", "indefinite")),
+    "noise": lambda name, value: check_choice(name, value, ("rademacher", "gaussian"),
+                                              allow_none=True),
+    "damping": _opt_string, "gap_rule": _opt_string,
+}
+# max_memory of the sketch is a byte count; keep integers integral
+_INTEGRAL_AS_INT = ("max_memory",)
 
 
 def estimate_rank(A, *, method=DEFAULT_METHOD, rtol=None, atol=None, rng=None,
@@ -110,21 +170,25 @@ def estimate_rank(A, *, method=DEFAULT_METHOD, rtol=None, atol=None, rng=None,
         Count ``|lambda| > max(atol, rtol * |lambda|_max)`` (the numpy/torch
         convention). ``None``/``None``: the method chooses the threshold and
         reports it in ``est.threshold``.
-    rng : None, int, array_like, SeedSequence, BitGenerator or Generator
-        SPEC 7 randomness, passed to :func:`numpy.random.default_rng`. The same
+    rng : None, int, array_like, SeedSequence, BitGenerator, Generator or RandomState
+        SPEC 7 randomness, passed to :func:`numpy.random.default_rng` (a legacy
+        ``numpy.random.RandomState`` seeds a Generator with 128 bits drawn from it). The same
         `rng`, input and options give a bit-identical result on the same backend;
         the same matrix given as dense, sparse or LinearOperator gives the same
         result up to the rounding of the product (and in practice the same rank).
     check_symmetry : bool, optional
         Refuse detectably non-symmetric input with a probe test (3 products).
     dtype : {None, numpy.float32, numpy.float64}, optional
-        Working precision of the products (default: from `A`).
+        Working precision of the products (default: from `A`; byte order does not
+        matter, float16 input runs in float32). Other dtypes raise ``TypeError``.
     **options
         Method options, e.g. ``n_chains``, ``n_steps``, ``n_avg``, ``eta``,
         ``sigma2``, ``preconditioner``, ``max_matvecs``, ``backend``, ``paper``
         for Langevin; ``backend`` also for the spectral methods (``"chebyshev"``,
         ``"kpm"``, ``"slq"``, ``"sketch"``: where their products and length-``n``
-        arrays live, e.g. ``"cupy"``). Unknown options raise ``TypeError``.
+        arrays live, e.g. ``"cupy"``). Unknown options raise ``TypeError``; every
+        option is checked before any product (``TypeError`` for a wrong type,
+        ``ValueError`` for a wrong value, the option named; see :data:`OPTION_CHECKS`).
 
     Returns
     -------
@@ -132,12 +196,26 @@ def estimate_rank(A, *, method=DEFAULT_METHOD, rtol=None, atol=None, rng=None,
         ``rank``, ``estimate``, ``stderr``, ``threshold``, ``matvecs``,
         ``method``, ``converged``, ``info``.
 
+    Notes
+    -----
+    Scale: a matrix whose entries (or, for operators, probe products) lie outside
+    ``[2**-32, 2**32]`` is divided by an exact power of two ``scale = 2**k`` before the
+    method runs, so that no method overflows or underflows; `atol` and the step sizes
+    ``eta``, ``h``, ``friction`` are converted, and `threshold`, `resolution` and the
+    eigenvalue diagnostics of `info` (``eigenvalues``, ``lambda_max``, ``lambda_min``,
+    ``ritz_values``, ...) are reported in the units of `A`; ``info["scale"]`` records
+    ``2**k``, and other diagnostics of `info` refer to ``A / scale``. Powers of two are
+    exact: ``A`` and ``A * 2**(2j)`` give bit-identical counts.
+
     Raises
     ------
     TypeError
-        Unsupported input type or dtype, unknown option.
+        Unsupported input type or dtype, unknown option, option of the wrong type.
     ValueError
-        Non-square, empty, non-finite or non-symmetric input; bad option values.
+        Non-square, empty, non-finite, malformed sparse or non-symmetric input; bad
+        option values; an operator that returned NaN or Inf (the message names the product).
+    lmatrank.BudgetError
+        ``max_matvecs`` is too small to produce any answer (a ValueError subclass).
     lmatrank.DivergenceError
         A stochastic run diverged and could not be rescued.
 
@@ -159,12 +237,121 @@ def estimate_rank(A, *, method=DEFAULT_METHOD, rtol=None, atol=None, rng=None,
     func = _resolve(method)
     rtol = _check_tolerance("rtol", rtol)
     atol = _check_tolerance("atol", atol)
+    check_symmetry = check_bool("check_symmetry", check_symmetry)
+    dtype = check_dtype("dtype", dtype)
     _check_options(method, func, options)
-    gen = np.random.default_rng(rng)
-    check_gen, run_gen = gen.spawn(2)
+    options = _validate_method_options(options)
+    check_gen, run_gen = spawn_rngs(rng, 2)
     op = as_operator(A, dtype=dtype, check_symmetry=check_symmetry, rng=check_gen, fresh=True)
+    k = _scale_exponent(op)
+    if k:
+        op = _scaled_operator(op, k)
+        atol = None if atol is None else math.ldexp(atol, -k)
+        options = _scale_options(options, k)
     # methods report op.matvecs: every product spent on this call, symmetry probes included
-    return func(op, rtol=rtol, atol=atol, rng=run_gen, **options)
+    est = func(op, rtol=rtol, atol=atol, rng=run_gen, **options)
+    return _unscale_result(est, k) if k else est
+
+
+def _validate_method_options(options):
+    checked = validate_options(options, OPTION_CHECKS)
+    for key in _INTEGRAL_AS_INT:
+        value = checked.get(key)
+        if isinstance(value, float) and value.is_integer() and isinstance(options[key], int):
+            checked[key] = int(value)
+    return checked
+
+
+# ----------------------------------------------------------------------------- scale
+#: Matrices whose size estimate lies outside [2**-SCALE_BAND, 2**SCALE_BAND] are divided by
+#: an exact power of two first, so that the methods see |lambda|_max of order 1 (no overflow
+#: in squares and norms, no underflow) at any representable scale.
+SCALE_BAND = 32
+# info entries that are eigenvalue magnitudes (scaled back by s), and the step sizes
+# (exponent of s in the user's units)
+_INFO_SCALE = {"eigenvalues": 1.0, "lambda_max": 1.0, "lambda_min": 1.0, "lambda_abs_max": 1.0,
+               "ritz_max": 1.0, "ritz_min": 1.0, "ritz_values": 1.0, "lambda_lo": 1.0,
+               "resolution": 1.0, "requested_threshold": 1.0, "rayleigh_ritz_noise": 1.0,
+               "noise_floor": 1.0, "eta": -1.0, "h": 0.5, "friction": -0.5}
+# options in the matrix's units: step sizes (eta lambda and h^2 lambda are scale-free)
+_OPTION_SCALE = {"eta": 1.0, "h": -0.5, "friction": 0.5}
+
+
+def _size_estimate(op):
+    """A cheap, overflow-free order of magnitude of |lambda|_max (None: unknown)."""
+    if op.kind == "dense":
+        return float(np.max(np.abs(op.matrix))) if op.matrix.size else 0.0
+    if op.kind == "sparse":
+        data = op.matrix.data
+        return float(np.max(np.abs(data))) if data.size else 0.0
+    if op.kind == "generic" and op.probe_norm is not None and _on_host(op):
+        return float(op.probe_norm)
+    return None
+
+
+def _on_host(op):
+    return isinstance(op.matrix, CountingOperator) or not (
+        hasattr(op.matrix, "__cuda_array_interface__") or hasattr(op.matrix, "device")
+        or type(op.matrix).__module__.split(".")[0] in ("cupy", "cupyx", "torch"))
+
+
+def _scale_exponent(op):
+    """Even ``k`` such that the methods work on ``A / 2**k`` (0: no scaling needed)."""
+    size = _size_estimate(op)
+    if not size or not math.isfinite(size):
+        return 0
+    e = math.frexp(size)[1]
+    limit = min(SCALE_BAND, np.finfo(op.dtype).maxexp // 4)
+    if -limit <= e <= limit:
+        return 0
+    return 2 * (e // 2)  # even: the square root of the scale is exact too
+
+
+def _scaled_operator(op, k):
+    """``A / 2**k`` as a CountingOperator that continues `op`'s product count (exact)."""
+    if op.kind == "dense":
+        M = np.ldexp(op.matrix, -k).astype(op.dtype, copy=False)
+        new = CountingOperator(lambda X: M @ X, op.n, op.dtype, kind="dense", matrix=M,
+                               name=op.name)
+    elif op.kind == "sparse":
+        M = op.matrix.copy()
+        M.data = np.ldexp(M.data, -k).astype(op.dtype, copy=False)
+        new = CountingOperator(lambda X: M @ X, op.n, op.dtype, kind="sparse", matrix=M,
+                               name=op.name)
+    else:
+        apply, dtype = op._matmat, op.dtype
+        new = CountingOperator(lambda X: apply(np.ldexp(np.asarray(X), -k).astype(dtype,
+                                                                                 copy=False)),
+                               op.n, op.dtype, kind="generic", matrix=None,
+                               name=f"{op.name}/2**{k}")
+    new.matvecs = op.matvecs
+    new.precision = op.precision
+    new.noise_floor = None if op.noise_floor is None else math.ldexp(op.noise_floor, -k)
+    new.probe_norm = None if op.probe_norm is None else math.ldexp(op.probe_norm, -k)
+    new.scale = math.ldexp(1.0, k)
+    return new
+
+
+def _scale_options(options, k):
+    scaled = dict(options)
+    for key, power in _OPTION_SCALE.items():
+        if scaled.get(key) is not None:
+            scaled[key] = math.ldexp(float(scaled[key]), int(power * k))
+    return scaled
+
+
+def _unscale_result(est, k):
+    """Report in the units of `A`: threshold, resolution and eigenvalue diagnostics times 2**k."""
+    info = dict(est.info)
+    for key, power in _INFO_SCALE.items():
+        value = info.get(key)
+        if isinstance(value, (float, np.floating)) or (
+                isinstance(value, np.ndarray) and value.dtype.kind == "f"):
+            info[key] = np.ldexp(value, int(power * k)) if isinstance(value, np.ndarray) \
+                else math.ldexp(float(value), int(power * k))
+    info["scale"] = math.ldexp(1.0, k)
+    return dataclasses.replace(est, threshold=math.ldexp(float(est.threshold), k),
+                               resolution=math.ldexp(float(est.resolution), k), info=info)
 
 
 def _check_options(method, func, options):
