@@ -8,10 +8,11 @@ Benchmarks (``python -m bench --list``): ``table1`` (the paper's Table 1 /
 Fig. 2 protocol on deep-linear-network Hessians), ``fig1`` (loss curve vs
 Theorem 1 and Proposition 1), ``families`` (graph Laplacians, noisy low-rank
 Gram matrices, Kronecker products, indefinite matrices), and, where present,
-``speed``, ``scaling``, ``gpu``, ``denoising``, ``accuracy``.
+``speed``, ``scaling``, ``gpu``, ``denoising``, ``accuracy``, ``realworld`` (real
+matrices: right, inside the reported interval, confident-wrong).
 """
 
 BENCHMARKS = ("table1", "fig1", "families", "report", "speed", "scaling", "gpu", "denoising",
-              "accuracy")
+              "accuracy", "realworld")
 
 __all__ = ["BENCHMARKS"]
