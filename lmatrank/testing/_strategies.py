@@ -108,6 +108,9 @@ class KnownSpectrum:
         lo, hi = self.gap
         return float(math.exp((1.0 - where) * math.log(lo) + where * math.log(hi)))
 
+    def _repr_pretty_(self, printer, cycle):  # Hypothesis and IPython print the short form
+        printer.text(repr(self))
+
     def __repr__(self):
         lam = self.eigenvalues
         spectrum = (np.array2string(lam, precision=4, max_line_width=200) if lam.size <= 12
