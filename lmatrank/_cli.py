@@ -24,6 +24,8 @@ import ast
 import inspect
 import json
 import math
+import os
+import stat
 import sys
 import time
 import warnings
@@ -32,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from ._api import _resolve, available_methods, estimate_rank
+from ._api import _resolve, _scale_exponent, _scaled_operator, available_methods, estimate_rank
 from ._errors import BudgetError, DivergenceError
 
 __all__ = ["load_matrix", "default_problem", "main", "summarize_info", "estimate_to_dict"]
@@ -40,6 +42,7 @@ __all__ = ["load_matrix", "default_problem", "main", "summarize_info", "estimate
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 _SUBCOMMANDS = ("demo", "estimate", "info")
 _SUFFIXES = (".npy", ".npz", ".mtx", ".mtx.gz")
@@ -53,13 +56,190 @@ class InputError(ValueError):
     """A file that cannot be read or does not hold a usable matrix."""
 
 
-def load_matrix(path):
+def default_max_memory():
+    """The default memory cap of :func:`load_matrix`: a quarter of the physical memory
+    (4 GiB where the platform does not say).
+
+    >>> default_max_memory() > 0
+    True
+    """
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        total = 0
+    return int(total // 4) if total > 0 else 4 * 2**30
+
+
+def _bytes(n):
+    return f"{n / 2**30:.3g} GiB" if n >= 2**30 else f"{n / 2**20:.3g} MiB"
+
+
+def _check_memory(path, need, max_memory, what):
+    if need > max_memory:
+        raise InputError(f"{path}: {what} needs about {_bytes(need)}, more than the memory cap "
+                         f"of {_bytes(max_memory)} (raise it with --max-memory / max_memory=)")
+
+
+def _open_regular(path):
+    """Open `path` for reading only if it is a regular file (never blocks on a FIFO)."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no such file: {path}") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or _one_line(exc)}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise InputError(f"{path} is a directory, not a matrix file")
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"{path} is not a regular file (a device, FIFO or socket); "
+                         "only regular files are read")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or _one_line(exc)}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced between stat and open
+        os.close(fd)
+        raise InputError(f"{path} is not a regular file")
+    return os.fdopen(fd, "rb"), info.st_size
+
+
+def _load_npy(path, fh, size, max_memory):
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fh)
+        reader = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, fortran, dtype = reader(fh)
+    except Exception:
+        raise InputError(f"{path} is not a valid .npy file (no readable .npy header)") from None
+    if dtype.hasobject:
+        raise InputError(f"{path} holds pickled Python objects, which are never loaded "
+                         "(save a numeric array instead)")
+    count = math.prod(int(d) for d in shape)
+    need = count * dtype.itemsize
+    if need > size - fh.tell():
+        raise InputError(f"{path} is truncated: its header declares shape {tuple(shape)} "
+                         f"({need} bytes of {dtype}) but only {size - fh.tell()} bytes follow")
+    _check_memory(path, need, max_memory, f"an array of shape {tuple(shape)}")
+    fh.seek(0)
+    return fmt.read_array(fh, allow_pickle=False)
+
+
+def _load_npz(path, fh, max_memory):
+    import zipfile
+
+    import scipy.sparse as sp
+
+    try:
+        archive = zipfile.ZipFile(fh)
+        members = archive.infolist()
+    except Exception:
+        raise InputError(f"{path} is not a valid .npz file (not a zip archive; is it a "
+                         "scipy.sparse.save_npz file?)") from None
+    total = sum(m.file_size for m in members)  # uncompressed sizes, from the zip directory
+    _check_memory(path, total, max_memory, "unpacking its arrays")
+    names = {m.filename[:-4] if m.filename.endswith(".npy") else m.filename for m in members}
+    if "format" not in names:
+        raise InputError(f"{path} is not a scipy.sparse.save_npz file (no 'format' entry; "
+                         "use .npy for a dense array)")
+    fh.seek(0)
+    return sp.load_npz(fh)
+
+
+_MM_FIELDS = ("real", "integer", "pattern", "double", "complex")
+_MM_SYMMETRY = ("general", "symmetric", "skew-symmetric", "hermitian")
+
+
+def _mm_header(path, stream):
+    """Parse a Matrix Market banner and size line: (format, field, symmetry, sizes, bytes read)."""
+    used = 0
+    banner = stream.readline(1024)
+    used += len(banner)
+    parts = banner.decode("ascii", "replace").strip().lower().split()
+    if len(parts) != 5 or parts[0] != "%%matrixmarket" or parts[1] != "matrix" \
+            or parts[2] not in ("coordinate", "array") or parts[3] not in _MM_FIELDS \
+            or parts[4] not in _MM_SYMMETRY:
+        raise InputError(f"{path} is not a Matrix Market file (expected a banner like "
+                         "'%%MatrixMarket matrix coordinate real symmetric')")
+    for _ in range(100_000):
+        line = stream.readline(1 << 16)
+        used += len(line)
+        if not line:
+            raise InputError(f"{path}: Matrix Market file ends before its size line")
+        text = line.decode("ascii", "replace").strip()
+        if text and not text.startswith("%"):
+            break
+    else:
+        raise InputError(f"{path}: Matrix Market header has too many comment lines")
+    try:
+        sizes = [int(t) for t in text.split()]
+    except ValueError:
+        raise InputError(f"{path}: bad Matrix Market size line {text[:60]!r}") from None
+    expected = 3 if parts[2] == "coordinate" else 2
+    if len(sizes) != expected or min(sizes) < 0:
+        raise InputError(f"{path}: bad Matrix Market size line {text[:60]!r}")
+    return parts[2], parts[3], parts[4], sizes, used
+
+
+#: gzip cannot expand data by more than about 1032:1 (deflate's limit)
+_GZIP_MAX_RATIO = 1032
+
+
+def _load_mtx(path, fh, size, max_memory, gz):
+    import gzip
+
+    import scipy.io
+
+    stream = gzip.GzipFile(fileobj=fh) if gz else fh
+    try:
+        layout, field, symmetry, sizes, used = _mm_header(path, stream)
+    except (OSError, EOFError, gzip.BadGzipFile):
+        raise InputError(f"{path} is not a readable gzip file") from None
+    if field == "complex":
+        raise TypeError(f"{path} holds a complex matrix; lmatrank estimates the rank of real "
+                        "symmetric matrices")
+    rows, cols = sizes[0], sizes[1]
+    room = (size * _GZIP_MAX_RATIO) if gz else (size - used)
+    if layout == "coordinate":
+        nnz = sizes[2]
+        min_line = 4 if field == "pattern" else 6  # "i j\n" / "i j v\n"
+        if nnz > rows * cols:
+            raise InputError(f"{path}: declares {nnz} entries in a {rows}x{cols} matrix")
+        if nnz * min_line > room:
+            raise InputError(f"{path} is truncated or inconsistent: its header declares {nnz} "
+                             f"entries, which cannot fit in the {room} bytes that follow")
+        stored = nnz * (2 if symmetry != "general" else 1)
+        need = 24 * stored + 8 * 4 * (max(rows, cols) + 1)
+        _check_memory(path, need, max_memory, f"a {rows}x{cols} matrix with {nnz} entries")
+    else:
+        count = rows * (rows + 1) // 2 if symmetry != "general" and rows == cols else rows * cols
+        if count * 2 > room:  # at least "v\n" per entry
+            raise InputError(f"{path} is truncated or inconsistent: its header declares "
+                             f"{count} dense entries, which cannot fit in the {room} bytes "
+                             "that follow")
+        _check_memory(path, 8 * rows * cols, max_memory, f"a dense {rows}x{cols} matrix")
+    fh.seek(0)
+    source = gzip.GzipFile(fileobj=fh) if gz else fh
+    return scipy.io.mmread(source)
+
+
+def load_matrix(path, *, max_memory=None):
     """Load a matrix from ``.npy``, ``.npz`` (scipy.sparse) or Matrix Market.
+
+    Only regular files are read (devices, FIFOs and sockets are refused without
+    blocking). Before anything is allocated, the declared sizes are checked against
+    the file's size (a truncated or inconsistent file is refused) and against
+    `max_memory`: a ``.npy`` header's shape, a ``.npz``'s uncompressed member sizes
+    from the zip directory (no zip bomb is inflated), a Matrix Market header's
+    dimensions and entry count. Sparse matrices are checked structurally (indices
+    in range, ``indptr`` well formed).
 
     Parameters
     ----------
     path : str or path-like
         File ending in ``.npy``, ``.npz``, ``.mtx`` or ``.mtx.gz``.
+    max_memory : int, optional
+        Cap in bytes on what loading may allocate (default
+        :func:`default_max_memory`, a quarter of the physical memory).
 
     Returns
     -------
@@ -71,7 +251,10 @@ def load_matrix(path):
     FileNotFoundError
         Missing file.
     ValueError
-        Unknown extension, unreadable file, or a ``.npy`` holding pickled objects.
+        Unknown extension, not a regular file, unreadable, truncated, malformed or
+        too large file (:class:`InputError`, a ValueError subclass).
+    TypeError
+        A complex Matrix Market file.
 
     Examples
     --------
@@ -80,39 +263,54 @@ def load_matrix(path):
     >>> np.save(path, np.eye(3))
     >>> load_matrix(path).shape
     (3, 3)
+    >>> load_matrix(path, max_memory=10)
+    Traceback (most recent call last):
+    ...
+    lmatrank._cli.InputError: ...a.npy: an array of shape (3, 3) needs about 6.87e-05 MiB, more than the memory cap of 9.54e-06 MiB (raise it with --max-memory / max_memory=)
     """
-    import scipy.io
-    import scipy.sparse as sp
+    from ._checks import check_positive_int
 
+    max_memory = default_max_memory() if max_memory is None else \
+        check_positive_int("max_memory", max_memory)
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
-    if path.is_dir():
-        raise InputError(f"{path} is a directory, not a matrix file")
     name = path.name.lower()
-    if not name.endswith(_SUFFIXES):
-        raise InputError(f"unsupported file type {path.name!r}: expected "
-                         f"{', '.join(_SUFFIXES)}")
-    try:
-        if name.endswith(".npy"):
-            matrix = np.load(path, allow_pickle=False)
-        elif name.endswith(".npz"):
-            matrix = sp.load_npz(path)
-        else:
-            matrix = scipy.io.mmread(path)
-    except ValueError as exc:
-        text = _one_line(exc)
-        if "allow_pickle" in text or "pickle" in text.lower():
-            raise InputError(f"{path} holds pickled Python objects, which are never loaded "
-                             "(save a numeric array instead)") from None
-        raise InputError(f"cannot read {path}: {text}") from None
-    except Exception as exc:  # corrupt zip, bad header, permissions, ...
-        hint = " (is it a scipy.sparse.save_npz file?)" if name.endswith(".npz") else ""
-        raise InputError(f"cannot read {path}: {type(exc).__name__}: {_one_line(exc)}{hint}") \
-            from None
+    fh, size = _open_regular(path)
+    with fh:
+        if not name.endswith(_SUFFIXES):
+            raise InputError(f"unsupported file type {path.name!r}: expected "
+                             f"{', '.join(_SUFFIXES)}")
+        try:
+            if name.endswith(".npy"):
+                matrix = _load_npy(path, fh, size, max_memory)
+            elif name.endswith(".npz"):
+                matrix = _load_npz(path, fh, max_memory)
+            else:
+                matrix = _load_mtx(path, fh, size, max_memory, gz=name.endswith(".gz"))
+        except (InputError, TypeError):
+            raise
+        except MemoryError:
+            raise InputError(f"{path}: out of memory while reading it (lower --max-memory "
+                             "or free memory)") from None
+        except Exception as exc:  # corrupt zip, bad entries, permissions, ...
+            hint = " (is it a scipy.sparse.save_npz file?)" if name.endswith(".npz") else ""
+            raise InputError(f"cannot read {path}: {type(exc).__name__}: {_one_line(exc)}"
+                             f"{hint}") from None
     if isinstance(matrix, np.ndarray) and matrix.dtype == object:  # pragma: no cover
         raise InputError(f"{path} holds Python objects, not numbers")
+    if sp_issparse(matrix):
+        from .operators._base import _validate_sparse
+
+        try:
+            _validate_sparse(matrix)
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"{path}: {_one_line(exc)}") from None
     return matrix
+
+
+def sp_issparse(matrix):
+    import scipy.sparse as sp
+
+    return sp.issparse(matrix)
 
 
 def _check_square(matrix, path):
@@ -212,7 +410,10 @@ def estimate_to_dict(est):
     return dict(rank=int(est.rank), estimate=_json_scalar(est.estimate),
                 stderr=_json_scalar(est.stderr), threshold=_json_scalar(est.threshold),
                 matvecs=int(est.matvecs), method=str(est.method),
-                converged=bool(est.converged), info=summarize_info(est.info))
+                converged=bool(est.converged), info=summarize_info(est.info),
+                resolution=_json_scalar(est.resolution),
+                interval=[_json_scalar(v) if isinstance(v, float) else int(v)
+                          for v in est.interval])
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -284,7 +485,33 @@ def build_parser(prog="lmatrank"):
     info.add_argument("file", help=".npy, .npz (scipy.sparse) or .mtx/.mtx.gz file")
     info.add_argument("--seed", type=int, default=0, help="seed of the Lanczos start vector")
     info.add_argument("--json", action="store_true", help="print the report as JSON")
+    for sub_parser in (demo, estimate, info):
+        _add_common_options(sub_parser)
     return parser
+
+
+def _memory_size(text):
+    """``--max-memory``: bytes, or a number with a K/M/G/T suffix (powers of 1024)."""
+    units = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+    raw = text.strip().lower().removesuffix("b").removesuffix("i")
+    factor = units.get(raw[-1:], 1)
+    number = raw[:-1] if raw[-1:] in units else raw
+    try:
+        value = float(number) * factor
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size such as 2G or 500M, got {text!r}") \
+            from None
+    if not math.isfinite(value) or value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive size, got {text!r}")
+    return int(value)
+
+
+def _add_common_options(parser):
+    parser.add_argument("--max-memory", type=_memory_size, default=None, metavar="SIZE",
+                        help="cap on what reading FILE may allocate, e.g. 2G (default: a "
+                        "quarter of the physical memory)")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an unexpected error")
 
 
 def _normalise_argv(argv):
@@ -407,7 +634,10 @@ def matrix_report(matrix, *, seed=0):
     report = dict(shape=shape, dtype=str(matrix.dtype),
                   format=matrix.format if sp.issparse(matrix) else "dense")
     nnz = int(matrix.nnz) if sp.issparse(matrix) else int(np.count_nonzero(matrix))
-    report.update(nnz=nnz, density=nnz / (shape[0] * shape[1]) if shape[0] * shape[1] else 0.0)
+    size = math.prod(shape)
+    report.update(nnz=nnz, density=nnz / size if size else 0.0)
+    if matrix.dtype.kind == "b":  # booleans as 0/1 numbers, as estimate_rank reads them
+        matrix = matrix.astype(np.int8) if not sp.issparse(matrix) else matrix.astype(np.float64)
     values = matrix.data if sp.issparse(matrix) else matrix
     report["finite"] = bool(np.all(np.isfinite(values))) if values.dtype.kind in "fc" else True
     report.update(symmetric=None, asymmetry=None, lambda_min=None, lambda_max=None)
@@ -420,9 +650,13 @@ def matrix_report(matrix, *, seed=0):
     report.update(asymmetry=asym, symmetric=bool(asym <= tol))
     if report["symmetric"]:
         op = as_operator(matrix, check_symmetry=False)
+        k = _scale_exponent(op)  # Lanczos on A / 2**k: no overflow at 1e300, no underflow
+        if k:
+            op = _scaled_operator(op, k)
         bounds = lanczos_extremes(op.matmat, op.n, rng=np.random.default_rng(seed),
                                   dtype=np.float64)
-        report.update(lambda_min=float(bounds["ritz_min"]), lambda_max=float(bounds["ritz_max"]),
+        report.update(lambda_min=math.ldexp(float(bounds["ritz_min"]), k),
+                      lambda_max=math.ldexp(float(bounds["ritz_max"]), k),
                       eigenvalues_exact=bool(bounds.get("exact", False)),
                       lanczos_steps=int(bounds["steps"]))
     return report
@@ -434,7 +668,7 @@ def _run_info(args, matrix, *, out):
         print(json.dumps(dict(file=args.file, **summarize_info(report)), allow_nan=False),
               file=out)
         return
-    shape = "x".join(str(s) for s in report["shape"])
+    shape = "x".join(str(s) for s in report["shape"]) or "() (a scalar)"
     print(f"file       {args.file}", file=out)
     print(f"shape      {shape}  ({report['format']}, {report['dtype']})", file=out)
     print(f"nnz        {report['nnz']}  (density {report['density']:.3g})", file=out)
@@ -486,7 +720,7 @@ def main(argv=None, *, prog="lmatrank"):
             _run_estimate(args, matrix, label, matrix.theoretical_rank, out=out, err=err,
                           spectrum=matrix.gram_eigenvalues)
             return EXIT_OK
-        matrix = load_matrix(args.file)
+        matrix = load_matrix(args.file, max_memory=args.max_memory)
         if args.command == "info":
             _run_info(args, matrix, out=out)
             return EXIT_OK
@@ -498,6 +732,8 @@ def main(argv=None, *, prog="lmatrank"):
         print(f"{prog}: estimation failed: {_one_line(exc)}", file=err)
         return EXIT_FAILED
     except (FileNotFoundError, ValueError, TypeError) as exc:
+        if not _raised_by_lmatrank(exc):  # numpy/scipy refused what lmatrank let through
+            return _internal_error(exc, args, prog, err)
         if _is_budget_failure(exc):
             print(f"{prog}: estimation failed: {_one_line(exc)}", file=err)
             return EXIT_FAILED
@@ -508,4 +744,32 @@ def main(argv=None, *, prog="lmatrank"):
         return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=err)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug, never reported as invalid input
+        return _internal_error(exc, args, prog, err)
+
+
+def _internal_error(exc, args, prog, err):
+    if getattr(args, "debug", False):
+        import traceback
+
+        traceback.print_exception(exc, file=err)
+    print(f"{prog}: internal error: {type(exc).__name__}: {_one_line(exc)} (a bug in "
+          "lmatrank; --debug shows the traceback)", file=err)
+    return EXIT_FAILED
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _raised_by_lmatrank(exc):
+    """Whether lmatrank raised `exc` on purpose (its innermost frame is lmatrank code);
+    an error raised inside numpy or scipy means a check is missing: a bug."""
+    if isinstance(exc, FileNotFoundError):
+        return True
+    tb = exc.__traceback__
+    if tb is None:
+        return True
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(_PACKAGE_DIR)
