@@ -148,12 +148,14 @@ def _bound(phi, ind, moments, stderr, n, z, upper):
 
 
 def _worst_violation(violation, combination, ind):
-    """Largest violation on the fine grid, allowing between neighbouring points for a dip
-    of half the step of the combination there (a well-sampled smooth function does not
-    dip further); steps across the jump of the indicator are not charged."""
-    step = np.abs(np.diff(combination))
+    """Largest violation on the fine grid, allowing between neighbouring points for the
+    interpolation error of a smooth function, ``|second difference| / 8``; intervals
+    across the jump of the indicator are not charged (the grid is dense there)."""
+    curvature = np.zeros_like(combination)
+    curvature[1:-1] = np.abs(combination[2:] - 2.0 * combination[1:-1] + combination[:-2])
+    curvature = np.maximum(curvature[1:], curvature[:-1])
     same_side = ind[1:] == ind[:-1]
-    between = np.maximum(violation[1:], violation[:-1]) + 0.5 * step
+    between = np.maximum(violation[1:], violation[:-1]) + 0.125 * curvature
     return float(max(violation.max(), between[same_side].max(initial=0.0)))
 
 
