@@ -352,7 +352,7 @@ def graph_laplacians(draw, *, n=st.integers(1, 20), components=None, weighted=st
     Parameters
     ----------
     n : int or strategy, optional
-        Number of nodes (default 1 to 20).
+        Number of nodes (default 1 to 20; a drawn order below `components` is raised to it).
     components : int or strategy, optional
         Number of connected components, ``1 <= components <= n`` (default: drawn).
     weighted : bool or strategy, optional
@@ -376,11 +376,14 @@ def graph_laplacians(draw, *, n=st.integers(1, 20), components=None, weighted=st
     >>> test_rank()
     """
     dtype = _dtype(draw, dtype)
+    drawn_n = isinstance(n, SearchStrategy)
     n = int(_value(draw, n))
     if n < 1:
         raise InvalidArgument(f"n must be >= 1, got {n}")
     c = _value(draw, components)
     c = draw(st.integers(1, n)) if c is None else int(c)
+    if drawn_n and c > n:
+        n = c                                          # a drawn order grows to fit
     if not 1 <= c <= n:
         raise InvalidArgument(f"components must lie in [1, n={n}], got {c}")
     weighted = bool(_value(draw, weighted))
