@@ -52,6 +52,12 @@ NAME = "realworld"
 METHODS = ("exact", "auto", "langevin", "slq", "chebyshev", "kpm", "sketch")
 THRESHOLDS = ("default", "1e-6", "1e-9")
 BUDGET = 20_000
+#: per-run cost cap of the product-based methods (auto and exact are not capped): the
+#: product budget is lowered to max(MIN_PRODUCTS, MAX_FLOPS / (2 nnz)) on large dense inputs,
+#: so the whole run stays within tens of minutes on a shared 2-core machine
+MAX_FLOPS = 1e9
+MIN_PRODUCTS = 200
+UNCAPPED = ("auto", "exact")
 #: numpy's matrix_rank is timed up to this order (dense eigvalsh)
 NUMPY_MAX_N = 5000
 #: skip a method on matrices larger than this (its own dense work would dominate)
@@ -142,6 +148,22 @@ def _options(method, budget):
     return {"max_matvecs": int(budget)} if "max_matvecs" in params else {}
 
 
+def product_cost(A):
+    """Multiply-adds of one product with ``A`` (nonzeros; ~100 n for a structured operator)."""
+    if sp.issparse(A):
+        return int(A.nnz)
+    if isinstance(A, np.ndarray):
+        return int(A.size)
+    return 100 * int(A.shape[0])
+
+
+def case_budget(A, method, budget=BUDGET, max_flops=MAX_FLOPS):
+    """The product budget of one run: `budget`, lowered for expensive products."""
+    if budget is None or method in UNCAPPED or max_flops is None:
+        return budget
+    return int(min(budget, max(MIN_PRODUCTS, max_flops // (2 * product_cost(A)))))
+
+
 def run_case(A, lam, method, threshold, seed, *, budget=BUDGET):
     """One seeded ``estimate_rank`` call classified against the eigenvalues ``lam``."""
     import lmatrank
@@ -176,7 +198,10 @@ def run_case(A, lam, method, threshold, seed, *, budget=BUDGET):
     lo, hi = (int(v) for v in est.interval)
     truth = M.count_above(lam, est.threshold)
     right, inside, cw, width_ok = classify(est.rank, (lo, hi), est.converged, truth)
-    rel = abs(est.threshold - rule) / rule if rule > 0 else (0.0 if est.threshold == 0 else math.inf)
+    if rule > 0:
+        rel = abs(est.threshold - rule) / rule
+    else:
+        rel = 0.0 if est.threshold == 0 else math.inf
     info = est.info
     rec.update(
         rank=int(est.rank), estimate=float(est.estimate), stderr=float(est.stderr),
@@ -307,7 +332,10 @@ def markdown(result):
         "`n eps |lambda|max` raised to the measured product noise); **right at rule**: the "
         "rank is right against the count at that rule.",
         f"- Per-run product budget `max_matvecs={cfg['max_matvecs']}` for the methods that "
-        "take one; `default` = `rtol = atol = None`.",
+        "take one, lowered on expensive products to max("
+        f"{cfg.get('min_products')}, {C.fmt(cfg.get('max_flops'), 0)} flops / (2 nnz)) for "
+        "every method but `auto` and `exact` (column `budget` of the matrix table; "
+        "`max_flops` None: no cap); `default` = `rtol = atol = None`.",
         "",
         f"Machine: {C.machine_line(machine)}. Command: `{result['command']}`.",
     ]
@@ -345,13 +373,14 @@ def markdown(result):
     lines += ["## Matrices", "",
               "Counts of |eigenvalues| above the contract's threshold (`default`: "
               "`n eps |lambda|max`); numpy time: `matrix_rank(A.toarray(), hermitian=True)`.", ""]
-    headers = ["matrix", "source", "n", "nnz", "|lambda|max", "negative"] + [
-        f"count @ {t}" for t in cfg["thresholds"]] + ["numpy s"]
+    headers = ["matrix", "source", "n", "nnz", "abs lambda max", "negative"] + [
+        f"count @ {t}" for t in cfg["thresholds"]] + ["budget", "numpy ms"]
     rows = []
     for mat in result["matrices"]:
         rows.append([f"`{mat['name']}`", mat["source"], mat["n"], C.fmt(mat["nnz"]),
                      f"{mat['lambda_max']:.3g}", mat["negative"]]
                     + [mat["counts"].get(t, "-") for t in cfg["thresholds"]]
+                    + [C.fmt(mat.get("budget"))]
                     + [C.fmt(None if mat["numpy_s"] is None else 1e3 * mat["numpy_s"], 2)])
     lines.append(C.markdown_table(headers, rows, align=["l", "l"] + ["r"] * (len(headers) - 2)))
     lines += ["## Every case", "",
@@ -435,6 +464,17 @@ def _warm_up(methods, log):
             log(f"  warm-up {m}: {rec['error']}")
 
 
+def _finish(result, t_start, methods, out):
+    result["total_s"] = time.perf_counter() - t_start
+    result["summary"] = {m: summarise_method([r for r in result["records"] if r["method"] == m])
+                         for m in methods}
+    result["acceptance"] = acceptance(result)
+    C.write_json(out / f"{NAME}.json", result)
+    md = markdown(result)
+    C.write_text(out / f"{NAME}.md", md)
+    return md
+
+
 def main(argv=None):
     argv = [] if argv is None else list(argv)
     parser = C.base_parser(NAME, __doc__.splitlines()[0])
@@ -445,6 +485,9 @@ def main(argv=None):
                         default=None, help="comma-separated matrix names (default: the suite)")
     parser.add_argument("--max-matvecs", type=int, default=BUDGET,
                         help="per-run product budget for methods that take max_matvecs")
+    parser.add_argument("--max-flops", type=float, default=MAX_FLOPS,
+                        help="per-run cost cap (flops) lowering the product budget of the "
+                             f"methods other than {', '.join(UNCAPPED)} (0: no cap)")
     parser.add_argument("--docs", type=Path, default=None,
                         help="also write benchmarks_realworld.md/png here (default: docs/ "
                              "unless --quick)")
@@ -469,6 +512,7 @@ def main(argv=None):
                   uncommitted=_uncommitted(),
                   config=dict(methods=methods, thresholds=thresholds, seed=args.seed,
                               max_matvecs=args.max_matvecs, quick=args.quick,
+                              max_flops=args.max_flops or None, min_products=MIN_PRODUCTS,
                               matrices=[s.name for s in specs]),
                   matrices=[], records=[])
     log(f"realworld: {len(specs)} matrices x {len(methods)} methods x {len(thresholds)} "
@@ -490,14 +534,16 @@ def main(argv=None):
             name=spec.name, source=spec.source, kind=spec.kind, description=spec.description,
             n=int(n), nnz=nnz, lambda_max=float(np.max(np.abs(lam))),
             negative=int(np.sum(lam < -contract_threshold(lam, n))), counts=counts,
-            numpy_s=numpy_s))
+            numpy_s=numpy_s, budget=case_budget(A, "langevin", args.max_matvecs,
+                                                args.max_flops or None)))
         log(f"{spec.name} (n={n}): counts {counts}, numpy {numpy_s}")
         for m in methods:
             if n > METHOD_MAX_N.get(m, math.inf):
                 continue
             for t in thresholds:
                 seed = C.derive_seed(args.seed, spec.name, m, t)
-                rec = run_case(A, lam, m, t, seed, budget=args.max_matvecs)
+                rec = run_case(A, lam, m, t, seed,
+                               budget=case_budget(A, m, args.max_matvecs, args.max_flops or None))
                 rec.update(matrix=spec.name, source=spec.source, numpy_s=numpy_s, seed=seed,
                            numpy_ratio=(rec["wall_s"] / numpy_s if numpy_s and m == "auto"
                                         else None))
@@ -507,14 +553,9 @@ def main(argv=None):
                           f"{rec['truth']} conv={rec['converged']} right={rec['right']} "
                           f"inside={rec['inside']}")
                 log(f"  {m:9s} {t:10s} {status} {rec['wall_s']:.2f}s")
-    result["total_s"] = time.perf_counter() - t_start
-    result["summary"] = {m: summarise_method([r for r in result["records"] if r["method"] == m])
-                         for m in methods}
-    result["acceptance"] = acceptance(result)
+        _finish(result, t_start, methods, Path(args.out))   # partial results survive a kill
+    md = _finish(result, t_start, methods, Path(args.out))
     out = Path(args.out)
-    C.write_json(out / f"{NAME}.json", result)
-    md = markdown(result)
-    C.write_text(out / f"{NAME}.md", md)
     figure(result, out / f"{NAME}.png")
     print(md)
     if docs is not None:
