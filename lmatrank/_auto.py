@@ -1,5 +1,12 @@
 """``method="auto"``: pick the cheapest method expected to reach the target.
 
+Dense ``eigvalsh`` (:func:`lmatrank._exact.exact_rank`) answers any threshold
+exactly and, below a few thousand rows, faster than anything matrix-free: it is
+chosen first whenever its predicted time (:data:`EIGVALSH_SECONDS_PER_N3`
+``n^3``, measured on a 2-core machine) is at most :data:`EXACT_SECONDS`, its
+memory (three dense ``n x n`` float64 copies) fits ``max_memory``, and, for
+operators that are not dense or sparse, its ``n`` products fit the budget.
+
 The randomized sketch (Meier & Nakatsukasa, LAA 2024, arXiv:2105.07388;
 :func:`lmatrank.spectral.sketch_rank`) is exact on exactly low-rank input and
 needs only ``r + p`` products, but ``O(n (r + p))`` memory and
@@ -23,6 +30,11 @@ before it knows the work fits:
    it then grows up to the largest width the caps allow. Otherwise BAOAB
    Langevin runs on the remaining budget.
 
+Neither the sketch nor Langevin is trusted past what it resolves: a sketch that
+does not converge hands over to Langevin, and a Langevin run that cannot resolve
+the threshold returns ``converged=False`` with an honest ``interval`` (and the
+warning names ``method="exact"`` when that would fit in memory).
+
 There is no fixed column cap: the caps are the product budget, the memory
 budget and the flop budget. ``info["choice"]`` and ``info["reason"]`` record
 the decision, ``info["pilot"]`` the pilot, ``info["detail"]`` the chosen
@@ -38,11 +50,19 @@ import warnings
 import numpy as np
 
 from ._errors import ConvergenceWarning
+from ._exact import exact_rank
 from .langevin._estimator import DEFAULT_MAX_MATVECS, langevin_rank
 from .spectral._sketch import (GrowingSketch, grow_sketch, sketch_bytes, sketch_flops,
                                sketch_result)
 
-__all__ = ["DEFAULT_MAX_FLOPS", "DEFAULT_MAX_MEMORY", "PILOT_STEPS", "auto_rank"]
+__all__ = ["DEFAULT_MAX_FLOPS", "DEFAULT_MAX_MEMORY", "EIGVALSH_SECONDS_PER_N3",
+           "EXACT_SECONDS", "PILOT_STEPS", "auto_rank", "exact_is_cheapest"]
+
+#: Seconds per n^3 of ``numpy.linalg.eigvalsh`` on a 2-core machine (OpenBLAS/LAPACK
+#: ``dsyevd``: 6 s at n = 3,948 and 216 s at n = 10,617, i.e. 1.0e-10 to 1.8e-10).
+EIGVALSH_SECONDS_PER_N3 = 1.5e-10
+#: Predicted eigvalsh time below which ``auto`` answers exactly (about n = 5,800).
+EXACT_SECONDS = 30.0
 
 #: Default memory budget of the sketch, bytes.
 DEFAULT_MAX_MEMORY = 1 << 30
@@ -71,6 +91,27 @@ def _largest_width(n, products, memory, flops):
                          or sketch_flops(n, width) > flops):
         width = int(width * 0.9)
     return width
+
+
+def exact_bytes(n):
+    """Memory of the exact method: the dense float64 matrix, eigvalsh's copy and workspace."""
+    return 3 * 8 * n * n
+
+
+def exact_is_cheapest(op, *, max_matvecs, max_memory):
+    """Whether dense ``eigvalsh`` is the method of choice for `op` (see the module docstring).
+
+    >>> import numpy as np
+    >>> from lmatrank.operators import as_operator
+    >>> exact_is_cheapest(as_operator(np.eye(500)), max_matvecs=20_000, max_memory=1 << 30)
+    True
+    >>> exact_is_cheapest(as_operator(np.eye(500)), max_matvecs=20_000, max_memory=1 << 20)
+    False
+    """
+    n = op.n
+    if EIGVALSH_SECONDS_PER_N3 * n ** 3 > EXACT_SECONDS or exact_bytes(n) > max_memory:
+        return False
+    return op.kind in ("dense", "sparse") or n <= max_matvecs - op.matvecs
 
 
 def auto_rank(op, *, rtol=None, atol=None, rng=None, max_matvecs=None, target_rse=None,
@@ -102,7 +143,7 @@ def auto_rank(op, *, rtol=None, atol=None, rng=None, max_matvecs=None, target_rs
     Returns
     -------
     RankEstimate
-        ``method`` is ``"auto"``; ``info`` has ``choice`` (``"sketch"`` or
+        ``method`` is ``"auto"``; ``info`` has ``choice`` (``"exact"``, ``"sketch"`` or
         ``"langevin"``), ``reason``, ``pilot`` (first block and pilot summary),
         ``caps`` and the chosen method's own ``info`` under ``detail``.
 
@@ -112,6 +153,9 @@ def auto_rank(op, *, rtol=None, atol=None, rng=None, max_matvecs=None, target_rs
     >>> rng = np.random.default_rng(0)
     >>> G = rng.standard_normal((300, 40))
     >>> est = lmatrank.estimate_rank(G @ G.T, method="auto", rng=1)
+    >>> est.rank, est.info["choice"]
+    (40, 'exact')
+    >>> est = lmatrank.estimate_rank(G @ G.T, method="auto", rng=1, max_memory=1 << 20)
     >>> est.rank, est.info["choice"]
     (40, 'sketch')
     """
@@ -144,30 +188,40 @@ def auto_rank(op, *, rtol=None, atol=None, rng=None, max_matvecs=None, target_rs
 
     def finish_sketch(est, reason):
         return dataclasses.replace(est, method="auto", info=dict(
-            choice="sketch", reason=reason, pilot=pilot, caps=caps, detail=est.info))
+            choice="sketch", reason=reason, pilot=pilot, caps=caps, detail=est.info,
+            threshold_source=est.info.get("threshold_source")))
 
-    # 1. a full-width sketch fits every cap: nothing to decide
     half = remaining() // 2
+    first = min(n, FIRST_BLOCK)
+    exact_fits = exact_is_cheapest(op, max_matvecs=budget, max_memory=memory)
+    # 1. first block: small ranks are revealed at once, for a fraction of eigvalsh's cost
+    if sketch_bytes(n, first, first) <= memory and first <= half \
+            and not (exact_fits and n <= 4 * FIRST_BLOCK):
+        sketch.grow(first)
+        pilot["first_block"] = dict(width=sketch.width, rank=sketch.rank)
+        if sketch.width - sketch.rank >= OVERSAMPLE or sketch.width >= n:
+            est, reason = run_sketch(sketch.width, "the first sketch block is rank deficient")
+            return finish_sketch(est, reason + f" (rank {sketch.rank} of {sketch.width} columns)")
+    # 2. dense eigvalsh when it is cheap enough: exact at every threshold
+    if exact_is_cheapest(op, max_matvecs=budget, max_memory=memory):
+        sketch = None
+        est = exact_rank(op, rtol=rtol, atol=atol)
+        seconds = EIGVALSH_SECONDS_PER_N3 * n ** 3
+        return dataclasses.replace(est, method="auto", info=dict(
+            choice="exact", reason=f"dense eigvalsh is cheapest (predicted {seconds:.2g} s, "
+            f"{exact_bytes(n) / 2**20:.0f} MiB)", pilot=pilot, caps=caps, detail=est.info,
+            threshold_source=est.info["threshold_source"]))
+    why = None
+    # 3. a full-width sketch fits every cap: nothing to decide
     if sketch_flops(n, n) <= flops and sketch_bytes(n, n, math.ceil(n / 3)) <= memory \
-            and n <= half:
+            and n - sketch.width <= half:
         est, reason = run_sketch(n, f"a full-width sketch (n = {n}) fits the budgets "
                                     "(products, memory, flops)")
         if est.converged:
             return finish_sketch(est, reason + f"; rank revealed with width "
                                                f"{est.info['sketch_width']}")
-    # 2. first block: small ranks are revealed at once
-    elif sketch_bytes(n, min(n, FIRST_BLOCK), min(n, FIRST_BLOCK)) <= memory \
-            and min(n, FIRST_BLOCK) <= half:
-        sketch.grow(min(n, FIRST_BLOCK))
-        pilot["first_block"] = dict(width=sketch.width, rank=sketch.rank)
-        if sketch.width - sketch.rank >= OVERSAMPLE or sketch.width >= n:
-            est, reason = run_sketch(sketch.width, "the first sketch block is rank deficient")
-            return finish_sketch(est, reason + f" (rank {sketch.rank} of {sketch.width} columns)")
-    if sketch.width and "first_block" not in pilot:  # full-width attempt did not converge
         why = f"full-width sketch did not converge ({sketch.width} columns)"
-    else:
-        why = None
-    # 3. cheap pilot: single-chain BAOAB gives a rough rank (counts lambda >~ 4e-3 lambda_max)
+    # 4. cheap pilot: single-chain BAOAB gives a rough rank (counts lambda >~ 4e-3 lambda_max)
     if why is None:
         pilot_budget = op.matvecs + min(PILOT_STEPS + 100, max(0, remaining() // 10))
         rough = None
@@ -180,7 +234,7 @@ def auto_rank(op, *, rtol=None, atol=None, rng=None, max_matvecs=None, target_rs
                                       lanczos_steps=min(n, 30), backend=backend)
                     rough = (p.estimate, p.stderr)
                     pilot["langevin"] = dict(estimate=p.estimate, stderr=p.stderr,
-                                             matvecs=p.matvecs, resolution=p.threshold)
+                                             matvecs=p.matvecs, resolution=p.resolution)
                 except ValueError as exc:  # budget too small for a pilot
                     pilot["langevin_error"] = str(exc)
         if rough is None:
@@ -212,8 +266,25 @@ def auto_rank(op, *, rtol=None, atol=None, rng=None, max_matvecs=None, target_rs
                        f"flops {sketch_flops(n, predicted):.3g}); BAOAB Langevin is cheaper")
     pilot["sketch_matvecs"] = sketch.width
     sketch = None  # release the basis before the long run
-    est = langevin_rank(op, rtol=rtol, atol=atol, rng=run_gen, scheme="baoab",
-                        max_matvecs=budget, target_rse=target_rse, backend=backend,
-                        progress=progress)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = langevin_rank(op, rtol=rtol, atol=atol, rng=run_gen, scheme="baoab",
+                            max_matvecs=budget, target_rse=target_rse, backend=backend,
+                            progress=progress)
+    for w in caught:  # one warning: Langevin's own, with what auto knows about the alternatives
+        message = str(w.message)
+        if issubclass(w.category, ConvergenceWarning):
+            message += "; " + _exact_advice(n, memory)
+        warnings.warn(message, w.category, stacklevel=3)
     return dataclasses.replace(est, method="auto", info=dict(
-        choice="langevin", reason=why, pilot=pilot, caps=caps, detail=est.info))
+        choice="langevin", reason=why, pilot=pilot, caps=caps, detail=est.info,
+        threshold_source=est.info.get("threshold_source")))
+
+
+def _exact_advice(n, memory):
+    """What method="exact" would cost, for the warning of an unresolved Langevin run."""
+    seconds = EIGVALSH_SECONDS_PER_N3 * n ** 3
+    need = exact_bytes(n)
+    fits = "fits" if need <= memory else "exceeds"
+    return (f"method='exact' would answer exactly in about {seconds:.2g} s on 2 cores with "
+            f"{need / 2**30:.2g} GiB of memory ({fits} max_memory={memory / 2**30:.2g} GiB)")

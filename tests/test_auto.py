@@ -6,18 +6,48 @@ import numpy as np
 import pytest
 
 from lmatrank import ConvergenceWarning, estimate_rank
-from lmatrank._auto import DEFAULT_MAX_FLOPS
+import scipy.sparse as sp
+from scipy.sparse.linalg import aslinearoperator
+
+from lmatrank._auto import DEFAULT_MAX_FLOPS, exact_bytes
 from lmatrank.operators import LinearNetworkHessian
 from lmatrank.spectral._sketch import sketch_bytes, sketch_flops
+
+
+# below this memory cap dense eigvalsh of n = 300 does not fit: the matrix-free path runs
+NO_EXACT_300 = exact_bytes(300) - 1
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse", "operator"])
+def test_auto_answers_small_problems_exactly(kind):
+    rng = np.random.default_rng(0)
+    G = rng.standard_normal((300, 40))
+    A = G @ G.T
+    A = {"dense": A, "sparse": sp.csr_array(A), "operator": aslinearoperator(A)}[kind]
+    est = estimate_rank(A, method="auto", rng=1, rtol=1e-9)
+    assert est.info["choice"] == "exact" and "eigvalsh" in est.info["reason"]
+    assert est.rank == 40 and est.interval == (40, 40) and est.converged
+    # symmetry probes, the first sketch block (not rank deficient), then eigvalsh
+    assert est.info["pilot"]["first_block"] == dict(width=32, rank=32)
+    assert est.matvecs == 3 + 32 + (300 if kind == "operator" else 0)
+
+
+def test_auto_skips_exact_when_the_products_exceed_the_budget():
+    G = np.random.default_rng(0).standard_normal((300, 40))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = estimate_rank(aslinearoperator(G @ G.T), method="auto", rng=1, max_matvecs=250)
+    assert est.info["choice"] != "exact" and est.matvecs <= 250
+    assert est.interval[0] <= 40 <= est.interval[1]
 
 
 def test_auto_picks_the_sketch_for_small_rank():
     rng = np.random.default_rng(0)
     G = rng.standard_normal((300, 40))
-    est = estimate_rank(G @ G.T, method="auto", rng=1)
+    est = estimate_rank(G @ G.T, method="auto", rng=1, max_memory=NO_EXACT_300)
     assert est.method == "auto"
-    assert est.info["choice"] == "sketch" and "full-width sketch" in est.info["reason"]
-    assert est.rank == 40 and est.matvecs < 120
+    assert est.info["choice"] == "sketch" and "pilot rank ~40" in est.info["reason"]
+    assert est.rank == 40 and est.interval == (40, 40) and est.converged
 
 
 def test_first_block_reveals_a_small_rank_without_a_pilot():
@@ -36,7 +66,8 @@ def test_first_block_reveals_a_small_rank_without_a_pilot():
 
 def test_pilot_sends_a_mid_rank_to_the_sketch_and_a_flop_cap_to_langevin():
     H = LinearNetworkHessian.random_minimum(12, depth=5, rng=5)   # n = 720, rank 144
-    est = estimate_rank(H, rng=1, max_flops=5e8)                  # full width too costly
+    no_exact = exact_bytes(720) - 1
+    est = estimate_rank(H, rng=1, max_flops=5e8, max_memory=no_exact)  # full width too costly
     assert est.info["choice"] == "sketch" and "pilot rank" in est.info["reason"]
     assert est.rank == 144
     pilot = est.info["pilot"]
@@ -46,7 +77,7 @@ def test_pilot_sends_a_mid_rank_to_the_sketch_and_a_flop_cap_to_langevin():
     assert est.matvecs == pilot["langevin"]["matvecs"] + est.info["detail"]["sketch_width"] - 32
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        lang = estimate_rank(H, rng=1, max_flops=1e6, max_matvecs=6000)
+        lang = estimate_rank(H, rng=1, max_flops=1e6, max_matvecs=6000, max_memory=no_exact)
     assert lang.info["choice"] == "langevin" and "flops" in lang.info["reason"]
     assert abs(lang.estimate - 144) <= 5 * lang.stderr + 0.01 * 144
     assert lang.matvecs <= 6000
@@ -95,8 +126,8 @@ def test_auto_sketch_uses_the_given_backend():
     B = rng.standard_normal((300, 40))
     A = B @ B.T  # rank 40
     backend = CountingBackend()
-    res = estimate_rank(A, method="auto", rng=2, backend=backend)
-    plain = estimate_rank(A, method="auto", rng=2)
+    res = estimate_rank(A, method="auto", rng=2, backend=backend, max_memory=NO_EXACT_300)
+    plain = estimate_rank(A, method="auto", rng=2, max_memory=NO_EXACT_300)
     assert res.rank == plain.rank == 40
     assert backend.blocks > 0  # the sketch's products went through the backend
     assert res.matvecs == plain.matvecs
