@@ -577,8 +577,8 @@ def grow_sketch(sketch, *, rtol, atol, first, block_size, growth, oversample, wi
     its width. The eigenvalues are computed when the sketch looks deficient (a
     Nystrom sketch confirms its deficiency on them) and, when `rtol`/`atol` are
     given (a large threshold can stop the growth before the sketch itself is
-    deficient), each time the width has doubled since the last solve. A
-    Nystrom sketch stops only when its *candidates* (eigenvalues whose true
+    deficient), after every block (Nystrom) or each time the width has doubled
+    since the last solve (Gram–Schmidt). A Nystrom sketch stops only when its *candidates* (eigenvalues whose true
     value may lie above the threshold) leave `oversample` columns free.
     """
     op = sketch.op
@@ -619,8 +619,10 @@ def grow_sketch(sketch, *, rtol, atol, first, block_size, growth, oversample, wi
             reason = f"the next block would exceed max_matvecs={max_matvecs}"
             break
         sketch.grow(want)
-        if user_threshold and sketch.width >= 2 * max(last_solve, 1) \
-                and sketch.width - sketch.rank < oversample:
+        # the Nystrom eigenvalues cost k^3, less than the block just added (~1.5 n k^2): every
+        # block; the Gram-Schmidt Rayleigh-Ritz solve each time the width has doubled
+        due = sketch.core == "nystrom" or sketch.width >= 2 * max(last_solve, 1)
+        if user_threshold and due and sketch.width - sketch.rank < oversample:
             mu = sketch.eigenvalues()
             last_solve = sketch.width
             tau, _ = _threshold(sketch, mu, rtol, atol)
