@@ -1,5 +1,6 @@
 """Hypothesis harness: rank(H) = 4 E[f] / sigma^2 on random PSD matrices of known rank.
 
+Matrices come from :func:`lmatrank.testing.symmetric_matrices` (exact spectrum).
 (a) theory: Corollary 2 exactly, Theorem 1 against brute-force quadrature;
 (b) simulation: |estimate - rank| <= 5 stderr + the filter bias computed from theory;
 (c) invariances: input type, scaling, permutation.
@@ -17,30 +18,21 @@ from scipy.integrate import quad_vec
 from scipy.linalg import expm
 from scipy.sparse.linalg import aslinearoperator
 
-from lmatrank import estimate_rank
-from tests._matrices import em_window_mean, random_orthogonal
-
-theory = pytest.importorskip("lmatrank.theory")
+from lmatrank import estimate_rank, theory
+from lmatrank.testing import symmetric_matrices
+from tests._matrices import em_window_mean
 
 EM = dict(method="langevin", scheme="em")  # the estimator whose filter mean theory gives
 HARNESS = settings(max_examples=25, deadline=None, derandomize=True,
                    suppress_health_check=[HealthCheck.too_slow])
 
 
-@st.composite
-def psd_matrices(draw, max_n=80):
-    """(A, eigenvalues, rank): random orthogonal basis, exact zeros, condition up to 1e3."""
-    n = draw(st.integers(2, max_n))
-    rank = draw(st.integers(0, n))
-    log_cond = draw(st.floats(0.0, 3.0))
-    scale = 10.0 ** draw(st.integers(-3, 3))
-    seed = draw(st.integers(0, 2**32 - 1))
-    rng = np.random.default_rng(seed)
-    nonzero = scale * 10.0 ** rng.uniform(-log_cond, 0.0, rank)
-    lam = np.concatenate([nonzero, np.zeros(n - rank)])
-    U = random_orthogonal(rng, n)
-    A = (U * lam) @ U.T
-    return (A + A.T) / 2, lam, rank
+def psd_matrices(max_n=80):
+    """(A, eigenvalues, rank): the public strategy (random orthogonal basis, exact zeros,
+    condition up to 1e3, power-of-two scale) as the tuple these tests unpack."""
+    problems = symmetric_matrices(n=st.integers(2, max_n), psd=True, tail=False,
+                                  condition=st.floats(1.0, 1e3), gap=10.0)
+    return problems.map(lambda p: (p.matrix, p.eigenvalues, p.rank))
 
 
 def _similar(A, G):
