@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 import warnings
 
 import numpy as np
@@ -56,13 +57,15 @@ from .spectral._sketch import (GrowingSketch, grow_sketch, sketch_bytes, sketch_
                                sketch_result)
 
 __all__ = ["DEFAULT_MAX_FLOPS", "DEFAULT_MAX_MEMORY", "EIGVALSH_SECONDS_PER_N3",
-           "EXACT_SECONDS", "PILOT_STEPS", "auto_rank", "exact_is_cheapest"]
+           "EXACT_SECONDS", "PILOT_STEPS", "auto_rank", "exact_fits"]
 
 #: Seconds per n^3 of ``numpy.linalg.eigvalsh`` on a 2-core machine (OpenBLAS/LAPACK
 #: ``dsyevd``: 6 s at n = 3,948 and 216 s at n = 10,617, i.e. 1.0e-10 to 1.8e-10).
 EIGVALSH_SECONDS_PER_N3 = 1.5e-10
-#: Predicted eigvalsh time below which ``auto`` answers exactly (about n = 5,800).
+#: Longest predicted time of the exact method that ``auto`` accepts (about n = 5,800).
 EXACT_SECONDS = 30.0
+#: Dense BLAS-3 rate assumed for the sketch's flops on a 2-core machine.
+DENSE_FLOPS_PER_SECOND = 3e10
 
 #: Default memory budget of the sketch, bytes.
 DEFAULT_MAX_MEMORY = 1 << 30
@@ -98,20 +101,28 @@ def exact_bytes(n):
     return 3 * 8 * n * n
 
 
-def exact_is_cheapest(op, *, max_matvecs, max_memory):
-    """Whether dense ``eigvalsh`` is the method of choice for `op` (see the module docstring).
+def exact_fits(op, *, max_matvecs, max_memory, seconds_per_product=0.0):
+    """Whether dense ``eigvalsh`` fits: predicted time (densifying with ``n`` products for
+    operators that are not dense or sparse, then eigvalsh) at most :data:`EXACT_SECONDS`,
+    memory at most `max_memory`, products within the budget. Returns the predicted seconds,
+    or None when it does not fit.
 
     >>> import numpy as np
     >>> from lmatrank.operators import as_operator
-    >>> exact_is_cheapest(as_operator(np.eye(500)), max_matvecs=20_000, max_memory=1 << 30)
+    >>> exact_fits(as_operator(np.eye(500)), max_matvecs=20_000, max_memory=1 << 30) < 0.1
     True
-    >>> exact_is_cheapest(as_operator(np.eye(500)), max_matvecs=20_000, max_memory=1 << 20)
-    False
+    >>> exact_fits(as_operator(np.eye(500)), max_matvecs=20_000, max_memory=1 << 20) is None
+    True
     """
     n = op.n
-    if EIGVALSH_SECONDS_PER_N3 * n ** 3 > EXACT_SECONDS or exact_bytes(n) > max_memory:
-        return False
-    return op.kind in ("dense", "sparse") or n <= max_matvecs - op.matvecs
+    seconds = EIGVALSH_SECONDS_PER_N3 * n ** 3
+    if op.kind not in ("dense", "sparse"):
+        if n > max_matvecs - op.matvecs:
+            return None
+        seconds += n * seconds_per_product
+    if seconds > EXACT_SECONDS or exact_bytes(n) > max_memory:
+        return None
+    return seconds
 
 
 def auto_rank(op, *, rtol=None, atol=None, rng=None, max_matvecs=None, target_rse=None,
@@ -191,26 +202,35 @@ def auto_rank(op, *, rtol=None, atol=None, rng=None, max_matvecs=None, target_rs
             choice="sketch", reason=reason, pilot=pilot, caps=caps, detail=est.info,
             threshold_source=est.info.get("threshold_source")))
 
+    def run_exact(seconds, reason):
+        est = exact_rank(op, rtol=rtol, atol=atol)
+        return dataclasses.replace(est, method="auto", info=dict(
+            choice="exact", reason=f"{reason} (predicted {seconds:.2g} s, "
+            f"{exact_bytes(n) / 2**20:.0f} MiB)", pilot=pilot, caps=caps, detail=est.info,
+            threshold_source=est.info["threshold_source"]))
+
     half = remaining() // 2
     first = min(n, FIRST_BLOCK)
-    exact_fits = exact_is_cheapest(op, max_matvecs=budget, max_memory=memory)
+    explicit = op.kind in ("dense", "sparse")
+    exact_seconds = exact_fits(op, max_matvecs=budget, max_memory=memory)
+    seconds_per_product = 0.0
     # 1. first block: small ranks are revealed at once, for a fraction of eigvalsh's cost
     if sketch_bytes(n, first, first) <= memory and first <= half \
-            and not (exact_fits and n <= 4 * FIRST_BLOCK):
+            and not (exact_seconds is not None and n <= 4 * FIRST_BLOCK):
+        start = time.perf_counter()
         sketch.grow(first)
+        seconds_per_product = (time.perf_counter() - start) / first
         pilot["first_block"] = dict(width=sketch.width, rank=sketch.rank)
         if sketch.width - sketch.rank >= OVERSAMPLE or sketch.width >= n:
             est, reason = run_sketch(sketch.width, "the first sketch block is rank deficient")
             return finish_sketch(est, reason + f" (rank {sketch.rank} of {sketch.width} columns)")
-    # 2. dense eigvalsh when it is cheap enough: exact at every threshold
-    if exact_is_cheapest(op, max_matvecs=budget, max_memory=memory):
+    # 2. explicit matrices: dense eigvalsh whenever it fits (exact at every threshold, and
+    #    for these sizes no matrix-free method is much cheaper)
+    if explicit and exact_seconds is not None:
         sketch = None
-        est = exact_rank(op, rtol=rtol, atol=atol)
-        seconds = EIGVALSH_SECONDS_PER_N3 * n ** 3
-        return dataclasses.replace(est, method="auto", info=dict(
-            choice="exact", reason=f"dense eigvalsh is cheapest (predicted {seconds:.2g} s, "
-            f"{exact_bytes(n) / 2**20:.0f} MiB)", pilot=pilot, caps=caps, detail=est.info,
-            threshold_source=est.info["threshold_source"]))
+        return run_exact(exact_seconds, "dense eigvalsh fits")
+    exact_seconds = exact_fits(op, max_matvecs=budget, max_memory=memory,
+                               seconds_per_product=seconds_per_product)
     why = None
     # 3. a full-width sketch fits every cap: nothing to decide
     if sketch_flops(n, n) <= flops and sketch_bytes(n, n, math.ceil(n / 3)) <= memory \
@@ -237,6 +257,8 @@ def auto_rank(op, *, rtol=None, atol=None, rng=None, max_matvecs=None, target_rs
                                              matvecs=p.matvecs, resolution=p.resolution)
                 except ValueError as exc:  # budget too small for a pilot
                     pilot["langevin_error"] = str(exc)
+        if rough is None and exact_seconds is not None:
+            return run_exact(exact_seconds, "no room for a pilot; dense eigvalsh fits")
         if rough is None:
             why = "no room for a pilot; BAOAB Langevin on the remaining budget"
         else:
@@ -249,12 +271,23 @@ def auto_rank(op, *, rtol=None, atol=None, rng=None, max_matvecs=None, target_rs
                         memory=sketch_bytes(n, predicted, math.ceil(predicted / 3)) <= memory,
                         flops=sketch_flops(n, predicted) <= flops)
             pilot["fits"] = fits
-            if all(fits.values()) and width_cap > sketch.width:
+            sketch_seconds = (predicted * seconds_per_product
+                              + sketch_flops(n, predicted) / DENSE_FLOPS_PER_SECOND)
+            sketch_fits = all(fits.values()) and width_cap > sketch.width
+            if exact_seconds is not None and (not sketch_fits or exact_seconds < sketch_seconds):
+                return run_exact(exact_seconds, f"pilot rank ~{rough[0]:.0f}: dense eigvalsh is "
+                                 f"cheaper than a sketch (predicted {sketch_seconds:.2g} s)"
+                                 if sketch_fits else f"pilot rank ~{rough[0]:.0f}: a sketch does "
+                                 "not fit the budgets, dense eigvalsh does")
+            if sketch_fits:
                 est, reason = run_sketch(min(width_cap, n), (
                     f"pilot rank ~{rough[0]:.0f} +- {rough[1]:.0f}: predicted sketch width "
                     f"{predicted} fits the budgets (products, memory, flops)"))
                 if est.converged:
                     return finish_sketch(est, reason)
+                if exact_seconds is not None:
+                    return run_exact(exact_seconds, "the sketch did not converge; dense "
+                                     "eigvalsh fits")
                 why = (f"sketch reached its cap of {sketch.width} columns without revealing "
                        f"the rank (lower bound {est.rank}); BAOAB Langevin on the remaining "
                        "budget")

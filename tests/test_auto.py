@@ -18,18 +18,27 @@ from lmatrank.spectral._sketch import sketch_bytes, sketch_flops
 NO_EXACT_300 = exact_bytes(300) - 1
 
 
-@pytest.mark.parametrize("kind", ["dense", "sparse", "operator"])
-def test_auto_answers_small_problems_exactly(kind):
+@pytest.mark.parametrize("kind", ["dense", "sparse"])
+def test_auto_answers_small_explicit_matrices_exactly(kind):
     rng = np.random.default_rng(0)
     G = rng.standard_normal((300, 40))
     A = G @ G.T
-    A = {"dense": A, "sparse": sp.csr_array(A), "operator": aslinearoperator(A)}[kind]
+    A = {"dense": A, "sparse": sp.csr_array(A)}[kind]
     est = estimate_rank(A, method="auto", rng=1, rtol=1e-9)
     assert est.info["choice"] == "exact" and "eigvalsh" in est.info["reason"]
     assert est.rank == 40 and est.interval == (40, 40) and est.converged
     # symmetry probes, the first sketch block (not rank deficient), then eigvalsh
     assert est.info["pilot"]["first_block"] == dict(width=32, rank=32)
-    assert est.matvecs == 3 + 32 + (300 if kind == "operator" else 0)
+    assert est.matvecs == 3 + 32
+
+
+def test_auto_weighs_the_sketch_against_densifying_an_operator():
+    # an operator costs n products to densify: after the pilot the sketch (about 70
+    # products) is predicted cheaper than 300 products plus eigvalsh
+    G = np.random.default_rng(0).standard_normal((300, 40))
+    est = estimate_rank(aslinearoperator(G @ G.T), method="auto", rng=1, rtol=1e-9)
+    assert est.info["choice"] == "sketch" and "pilot rank ~40" in est.info["reason"]
+    assert est.rank == 40 and est.interval == (40, 40) and est.converged
 
 
 def test_auto_skips_exact_when_the_products_exceed_the_budget():
