@@ -52,4 +52,18 @@ class ConvergenceWarning(RuntimeWarning):
     """
 
 
+class DivergedRun(Exception):
+    """Internal signal: a run's observable became non-finite or exploded at `step`.
+
+    Raised by the dynamics drivers (host and device) and caught by the
+    estimators, which back off the step size or raise :class:`DivergenceError`.
+    Not part of the public API (not in ``__all__``).
+    """
+
+    def __init__(self, step, value):
+        super().__init__(f"diverged at step {step} (observable {value!r})")
+        self.step = step
+        self.value = value
+
+
 BudgetWarning = ConvergenceWarning

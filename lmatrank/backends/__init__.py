@@ -1,15 +1,22 @@
 """Compute backends: numpy reference, Numba CPU kernels, CuPy GPU kernels.
 
-Only this package imports numba or cupy (matfree style); algorithm code asks
+Only this package runs numba or cupy kernels; algorithm code asks
 :func:`get_backend` for an object implementing the interface documented on
-:class:`NumpyBackend`.
+:class:`NumpyBackend`. Backends are kernels on raw arrays: they see operators
+through a protocol (``n``, ``dtype``, ``kind``, ``matrix``, ``count``,
+``matmat`` and, for structured operators, ``to_device(xp, move)``), never the
+operator classes, and they know nothing of the methods above them (see
+``docs/architecture.md``). Recognising device inputs is the leaf
+:mod:`lmatrank._xp`'s job (re-exported here as :func:`device_namespace` and
+:func:`device_host_apply`).
 """
 
 from __future__ import annotations
 
 from ._numpy import NumpyBackend, rademacher
 from ._counter_rng import CounterStream
-from ._cupy import CupyBackend, device_host_apply, device_namespace, operator_device_namespace
+from .._xp import device_host_apply, device_namespace
+from ._cupy import CupyBackend, operator_device_namespace
 
 __all__ = ["NumpyBackend", "available_backends", "get_backend", "rademacher", "register_backend"]
 

@@ -17,14 +17,23 @@ Products
 --------
 - dense arrays: ``M @ X`` (cuBLAS GEMM);
 - scipy/cupyx CSR matrices: cuSPARSE SpMM on a ``cupyx.scipy.sparse.csr_matrix``;
-- :class:`~lmatrank.operators.KroneckerProduct`: identity (26) as one GEMM and
-  one strided-batched GEMM (:class:`DeviceKronecker`);
-- :class:`~lmatrank.operators.LinearNetworkHessian`: ``U = sum_k L_k V_k R_k``,
-  ``(H V)_k = 2 L_k^T U Sigma_x R_k^T`` with batched GEMMs over the block
-  (:class:`DeviceLinearNetworkHessian`);
+- structured operators that provide ``to_device(xp, move)`` (the operator
+  protocol below), e.g. :class:`~lmatrank.operators.KroneckerProduct` and
+  :class:`~lmatrank.operators.LinearNetworkHessian`: their own product, run
+  on device arrays (batched GEMMs, no Python loop over the block);
 - CuPy arrays, cupyx sparse matrices and cupyx LinearOperators: their own ``@``;
 - PyTorch CUDA tensors and operators: zero-copy through DLPack
   (:func:`torch_dlpack_apply`).
+
+Operator protocol
+-----------------
+The backend never imports operator classes. It sees a
+:class:`~lmatrank.operators.CountingOperator` through ``n``, ``dtype``,
+``kind`` (``"dense"``, ``"sparse"``, ``"squared"``, ``"generic"``), ``matrix``,
+``count(b)`` and ``matmat``; a structured ``matrix`` may offer
+``to_device(xp, move)`` returning an object whose ``matmat`` takes and returns
+``xp`` arrays, where ``move(M)`` copies a host ndarray or scipy sparse matrix to
+the device (see :meth:`CupyBackend.move`).
 
 Noise
 -----
@@ -41,84 +50,16 @@ import importlib
 import sys
 
 import numpy as np
+import scipy.sparse as sp
 
+from .._errors import DivergedRun
+from .._progress import RunningChainMean
+from .._xp import device_host_apply, device_namespace, load_cupy
 from ._counter_rng import CounterStream
 from ._cupy_kernels import CudaKernels, ReferenceKernels, launch_geometry
 
-__all__ = ["CupyBackend", "DeviceKronecker", "DeviceLinearNetworkHessian", "device_host_apply",
-           "device_namespace",
-           "load_cupy", "operator_device_namespace", "torch_dlpack_apply"]
-
-# DLPack device types that are CUDA memory (kDLCUDA, kDLCUDAManaged)
-_DLPACK_CUDA = (2, 13)
-
-
-def load_cupy():
-    """Import cupy and check that a CUDA device is usable.
-
-    Raises
-    ------
-    ImportError
-        When cupy is not installed, or installed without a usable device or
-        driver (the message says which).
-    """
-    try:
-        cp = importlib.import_module("cupy")
-    except Exception as exc:  # ImportError, or a broken CUDA install raising at import
-        raise ImportError(f"cupy is not importable ({type(exc).__name__}: {exc}); install the "
-                          "extra lmatrank[gpu] (see docs/gpu.md)") from None
-    try:
-        count = cp.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # cupy_backends.cuda.api.runtime.CUDARuntimeError
-        raise ImportError(f"cupy is installed but no CUDA device is usable ({exc})") from None
-    if count < 1:
-        raise ImportError("cupy is installed but no CUDA device is present")
-    return cp
-
-
-def _root_module(obj):
-    return type(obj).__module__.split(".", 1)[0]
-
-
-def device_namespace(A):
-    """Name of the device namespace `A` lives in: ``"cupy"``, ``"torch"`` or None (host).
-
-    Decided from the object alone, without importing cupy or torch: CuPy arrays,
-    cupyx sparse matrices and cupyx LinearOperators (module ``cupy``/``cupyx``),
-    objects whose ``__array_namespace__()`` is cupy, PyTorch tensors or
-    operators on a CUDA device (``.device.type == "cuda"``), and any object
-    whose ``__dlpack_device__()`` is CUDA memory.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from lmatrank.backends import device_namespace
-    >>> device_namespace(np.eye(3)) is None
-    True
-    """
-    root = _root_module(A)
-    if root in ("cupy", "cupyx"):
-        return "cupy"
-    namespace = getattr(A, "__array_namespace__", None)
-    if callable(namespace):
-        try:
-            name = getattr(namespace(), "__name__", "")
-        except Exception:
-            name = ""
-        if name.split(".", 1)[0] in ("cupy", "cupyx"):
-            return "cupy"
-    device = getattr(A, "device", None)
-    if device is not None and _root_module(device) == "torch" and getattr(device, "type", None) == "cuda":
-        return "torch"
-    dlpack_device = getattr(A, "__dlpack_device__", None)
-    if callable(dlpack_device):
-        try:
-            kind = int(dlpack_device()[0])
-        except Exception:
-            kind = None
-        if kind in _DLPACK_CUDA:
-            return "torch" if root == "torch" else "cupy"
-    return None
+__all__ = ["CupyBackend", "device_host_apply", "device_namespace", "load_cupy",
+           "operator_device_namespace", "torch_dlpack_apply"]
 
 
 def operator_device_namespace(op):
@@ -150,148 +91,6 @@ def torch_dlpack_apply(A, xp):
         return xp.from_dlpack(apply(torch.from_dlpack(X)))
 
     return matmat
-
-
-def device_host_apply(A):
-    """``X -> A @ X`` for a device matrix `A`, taking and returning *host* blocks.
-
-    Serves only the set-up products of an estimate (symmetry probes, Lanczos
-    bounds): each call moves one block to the device and back. The Langevin
-    dynamics on the CuPy backend never use it. cupy/torch are imported on first
-    use, so wrapping a device object is free; a device input on a machine
-    without a usable cupy fails on its first product with a ValueError.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from lmatrank.backends import device_host_apply
-    >>> class FakeCupyMatrix:          # anything from the cupy namespace counts as a device input
-    ...     __module__ = "cupy"
-    ...     shape = (2, 2)
-    >>> apply = device_host_apply(FakeCupyMatrix())   # lazy: nothing imported or moved yet
-    >>> callable(apply)
-    True
-    """
-    space = device_namespace(A)
-    apply = A.matmat if hasattr(A, "matmat") else (lambda X: A @ X)
-
-    def host_matmat(X):
-        if space == "torch":
-            torch = sys.modules.get("torch") or importlib.import_module("torch")
-            block = torch.from_numpy(np.ascontiguousarray(X)).to(A.device)
-            return apply(block).cpu().numpy()
-        try:
-            cp = load_cupy()
-        except ImportError as exc:
-            raise ValueError(f"the input lives on a CUDA device but cupy is not usable here: "
-                             f"{exc}") from None
-        return cp.asnumpy(apply(cp.asarray(X)))
-
-    return host_matmat
-
-
-class DeviceKronecker:
-    """:class:`~lmatrank.operators.KroneckerProduct` with its factors on the device.
-
-    ``kron(A, B) @ X`` is computed as in the host class (row-major identity (26)):
-    one ``(ma, ma) x (ma, mb*b)`` GEMM with ``A`` and one strided-batched GEMM
-    with ``B`` over the ``ma`` slices, no Python loop over columns.
-    """
-
-    def __init__(self, kron, backend):
-        A, B = kron.factors
-        self._A = backend._device_factor(A)
-        self._B = backend._device_factor(B)
-        self._B_dense = not (isinstance(self._B, DeviceKronecker) or backend._is_sparse(self._B))
-        self.ma, self.mb = int(kron.ma), int(kron.mb)
-        self.dtype = kron.dtype
-        self._xp = backend.xp
-
-    def matmat(self, X):
-        xp = self._xp
-        ma, mb, b = self.ma, self.mb, X.shape[1]
-        Z = _apply_factor(self._A, xp.ascontiguousarray(X).reshape(ma, mb * b))
-        Z = Z.reshape(ma, mb, b)
-        if self._B_dense:
-            Y = xp.matmul(self._B, Z)                      # batched GEMM over the ma slices
-        else:
-            Zt = xp.ascontiguousarray(Z.transpose(1, 0, 2)).reshape(mb, ma * b)
-            Y = _apply_factor(self._B, Zt).reshape(mb, ma, b).transpose(1, 0, 2)
-        return xp.ascontiguousarray(Y.reshape(ma * mb, b))
-
-
-def _apply_factor(F, X2):
-    return F.matmat(X2) if isinstance(F, DeviceKronecker) else F @ X2
-
-
-class DeviceLinearNetworkHessian:
-    """:class:`~lmatrank.operators.LinearNetworkHessian` applied on the device.
-
-    Rebuilt from the operator's public ``weights`` and ``sigma_x``: the prefix
-    and suffix products ``L_k``, ``R_k`` are formed once on the host in the
-    working dtype and copied to the device; a block product is
-    ``U = sum_k L_k V_k R_k`` and ``(H V)_k = 2 L_k^T U Sigma_x R_k^T``, each a
-    batched GEMM over the ``b`` columns (paper eqs. 24-26).
-    """
-
-    def __init__(self, hessian, backend):
-        xp = backend.xp
-        dtype = hessian.dtype
-        Ws = [np.asarray(W, dtype=dtype) for W in hessian.weights]
-        sigma = np.asarray(hessian.sigma_x, dtype=dtype)
-        sigma_identity = np.array_equal(sigma, np.eye(sigma.shape[0], dtype=dtype))
-        depth = len(Ws)
-        right = [None]
-        for W in Ws[:-1]:
-            right.append(W if right[-1] is None else W @ right[-1])
-        left = [None]
-        for W in reversed(Ws[1:]):
-            left.append(W if left[-1] is None else left[-1] @ W)
-        left.reverse()
-        dev = lambda M: None if M is None else xp.asarray(np.ascontiguousarray(M))  # noqa: E731
-        self._left = [dev(Lk) for Lk in left]
-        self._right = [dev(Rk) for Rk in right]
-        self._left_t = [None if Lk is None else dev(Lk.T) for Lk in left]
-        if sigma_identity:
-            sig_right_t = [None if Rk is None else Rk.T for Rk in right]
-        else:
-            sig_right_t = [sigma if Rk is None else sigma @ Rk.T for Rk in right]
-        self._sigma_right_t = [dev(M) for M in sig_right_t]
-        self._shapes = [W.shape for W in Ws]
-        sizes = [W.size for W in Ws]
-        self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-        self.n_params = int(self._offsets[-1])
-        self.depth = depth
-        self.dtype = dtype
-        self._xp = xp
-
-    def _unpack(self, X):
-        c = X.shape[1]
-        # column-major vec of each (rows, cols) layer, as LinearNetworkHessian.unpack
-        return [X[a:b].T.reshape(c, cols, rows).swapaxes(1, 2)
-                for (rows, cols), a, b in zip(self._shapes, self._offsets[:-1],
-                                              self._offsets[1:])]
-
-    def _pack(self, stacks):
-        xp = self._xp
-        c = stacks[0].shape[0]
-        cols = [xp.swapaxes(S, 1, 2).reshape(c, -1) for S in stacks]
-        return xp.ascontiguousarray(xp.concatenate(cols, axis=1).T)
-
-    def _chain(self, left, X, right):
-        from ..operators._linear_network import _matmul3
-
-        return _matmul3(left, X, right, matmul=self._xp.matmul)
-
-    def matmat(self, X):
-        V = self._unpack(X)
-        U = None
-        for Lk, Vk, Rk in zip(self._left, V, self._right):
-            term = self._chain(Lk, Vk, Rk)
-            U = term.copy() if U is None else U + term
-        U *= 2
-        out = [self._chain(Lt, U, SRt) for Lt, SRt in zip(self._left_t, self._sigma_right_t)]
-        return self._pack(out).astype(self.dtype, copy=False)
 
 
 class CupyBackend:
@@ -378,16 +177,16 @@ class CupyBackend:
         buf[...] = X
         return buf
 
-    def _is_sparse(self, M):
-        return bool(self._sparse.issparse(M))
+    def move(self, M):
+        """Copy a host ndarray or scipy sparse matrix to the backend's device (CSR for sparse).
 
-    def _device_factor(self, F):
-        from ..operators import KroneckerProduct
-        if isinstance(F, KroneckerProduct):
-            return DeviceKronecker(F, self)
-        if _is_host_sparse(F):
-            return F if not self.on_device else self._sparse.csr_matrix(F)
-        return self.xp.asarray(F)
+        The ``move`` of the operator protocol: structured operators call it on
+        their host factors in ``to_device(xp, move)``. The numpy stand-in keeps
+        sparse matrices as they are.
+        """
+        if sp.issparse(M):
+            return self._sparse.csr_matrix(M) if self.on_device else M
+        return self.xp.asarray(M)
 
     # ----------------------------------------------------------------- products
     def _device_apply(self, op):
@@ -400,7 +199,6 @@ class CupyBackend:
         return apply
 
     def _build_apply(self, op):
-        from ..operators import KroneckerProduct, LinearNetworkHessian
         xp = self.xp
         if op.kind == "squared":
             inner = self._device_apply(op.matrix)
@@ -410,12 +208,11 @@ class CupyBackend:
             D = xp.asarray(M)
             return lambda X: D @ X
         if op.kind == "sparse":
-            S = self._device_factor(M)
+            S = self.move(M)
             return lambda X: S @ X
-        if isinstance(M, KroneckerProduct):
-            return DeviceKronecker(M, self).matmat
-        if isinstance(M, LinearNetworkHessian):
-            return DeviceLinearNetworkHessian(M, self).matmat
+        to_device = getattr(M, "to_device", None)
+        if callable(to_device):   # structured operator: its own product on device arrays
+            return to_device(xp, self.move).matmat
         space = device_namespace(M)
         if space == "torch":
             return torch_dlpack_apply(M, xp)
@@ -574,10 +371,9 @@ class CupyBackend:
 
         Raises
         ------
-        lmatrank.langevin._dynamics.DivergedRun
+        lmatrank._errors.DivergedRun
             At the first step whose observable is non-finite or exceeds `blowup`.
         """
-        from ..langevin._dynamics import DivergedRun
         xp = self.xp
         n = op.n
         if blowup is None:
@@ -591,7 +387,6 @@ class CupyBackend:
         inv_sigma2 = 1.0 / sigma2
         tracker = None
         if progress is not None:
-            from .._progress import RunningChainMean
             tracker = RunningChainMean(burn_in)
         host = np.empty((n_steps, n_chains), dtype=np.float64)
         checked = 0
@@ -618,10 +413,3 @@ class CupyBackend:
                 checked = k + 1
         return host
 
-
-def _is_host_sparse(M):
-    try:
-        import scipy.sparse as sp
-    except ImportError:  # pragma: no cover - scipy is a hard dependency
-        return False
-    return sp.issparse(M)

@@ -91,9 +91,59 @@ def _factor_dtype(F, what):
 
 def _apply_rows(F, X2):
     """``F @ X2`` for a factor `F` of order m and ``X2`` of shape ``(m, k)``."""
-    if isinstance(F, KroneckerProduct):
+    if isinstance(F, (KroneckerProduct, _XpKronecker)):
         return F.matmat(X2)
     return F @ X2
+
+
+def _kron_matmat(A, B, ma, mb, X, xp, b_dense):
+    """``kron(A, B) @ X`` in the array namespace `xp`: the one implementation of identity (26).
+
+    `A`, `B` are factors living where `X` lives (dense arrays, sparse matrices
+    or Kronecker products); `b_dense` says whether `B` is a dense array, which
+    allows one batched product over the ``ma`` slices.
+    """
+    b = X.shape[1]
+    # Row-major: X[k*mb + l, c] = X3[k, l, c].
+    # Step 1: Z[i, l, c] = sum_k A[i, k] X3[k, l, c]  -- one (ma, mb*b) product.
+    Z = _apply_rows(A, xp.ascontiguousarray(X).reshape(ma, mb * b))
+    Z = xp.asarray(Z).reshape(ma, mb, b)
+    # Step 2: Y[i, j, c] = sum_l B[j, l] Z[i, l, c]  -- product over the middle axis.
+    if b_dense:
+        Y = xp.matmul(B, Z)                                 # batched over i
+    else:
+        Zt = xp.ascontiguousarray(Z.transpose(1, 0, 2)).reshape(mb, ma * b)
+        Y = xp.asarray(_apply_rows(B, Zt)).reshape(mb, ma, b).transpose(1, 0, 2)
+    return Y.reshape(ma * mb, b)
+
+
+class _XpKronecker:
+    """A :class:`KroneckerProduct` whose factors live in another array namespace.
+
+    Made by :meth:`KroneckerProduct.to_device`; :meth:`matmat` takes and
+    returns arrays of that namespace (no validation, no host round trip) and
+    computes exactly what the host product computes.
+    """
+
+    def __init__(self, kron, xp, move):
+        A, B = kron.factors
+        self._A = A.to_device(xp, move) if isinstance(A, KroneckerProduct) else move(A)
+        self._B = B.to_device(xp, move) if isinstance(B, KroneckerProduct) else move(B)
+        self._b_dense = isinstance(B, np.ndarray)
+        self.ma, self.mb = kron.ma, kron.mb
+        self.shape = kron.shape
+        self.dtype = kron.dtype
+        self._xp = xp
+
+    def matmat(self, X):
+        xp = self._xp
+        Y = _kron_matmat(self._A, self._B, self.ma, self.mb, X, xp, self._b_dense)
+        return xp.ascontiguousarray(Y)
+
+
+def _host_move(xp):
+    """Default `move` of :meth:`KroneckerProduct.to_device`: sparse factors kept, arrays via xp."""
+    return lambda F: F if sp.issparse(F) else xp.asarray(F)
 
 
 class KroneckerProduct:
@@ -182,18 +232,41 @@ class KroneckerProduct:
             if X.dtype.kind not in "biuf":
                 raise TypeError(f"unsupported block dtype {X.dtype}")
             X = X.astype(self.dtype)
-        ma, mb, b = self.ma, self.mb, X.shape[1]
-        # Row-major: X[k*mb + l, c] = X3[k, l, c].
-        # Step 1: Z[i, l, c] = sum_k A[i, k] X3[k, l, c]  -- one (ma, mb*b) product.
-        Z = _apply_rows(self._A, np.ascontiguousarray(X).reshape(ma, mb * b))
-        Z = np.asarray(Z).reshape(ma, mb, b)
-        # Step 2: Y[i, j, c] = sum_l B[j, l] Z[i, l, c]  -- product over the middle axis.
-        if isinstance(self._B, np.ndarray):
-            Y = np.matmul(self._B, Z)                       # batched over i
-        else:
-            Zt = np.ascontiguousarray(Z.transpose(1, 0, 2)).reshape(mb, ma * b)
-            Y = np.asarray(_apply_rows(self._B, Zt)).reshape(mb, ma, b).transpose(1, 0, 2)
-        return np.ascontiguousarray(Y.reshape(ma * mb, b), dtype=self.dtype)
+        Y = _kron_matmat(self._A, self._B, self.ma, self.mb, X, np,
+                         isinstance(self._B, np.ndarray))
+        return np.ascontiguousarray(Y, dtype=self.dtype)
+
+    def to_device(self, xp, move=None):
+        """This operator with its factors in the array namespace `xp` (e.g. cupy).
+
+        The product of the returned object is the same code as :meth:`matmat`
+        (identity (26) in `xp`), on blocks of `xp` arrays.
+
+        Parameters
+        ----------
+        xp : module
+            Array namespace (``numpy``, ``cupy``, ...) of the blocks.
+        move : callable, optional
+            ``move(F)`` copies a host factor (dense ndarray or scipy CSR array)
+            to where `xp` computes; the backend that owns the device passes its
+            own (e.g. to build cupyx sparse matrices). Default: ``xp.asarray``
+            for dense factors, sparse factors kept as they are.
+
+        Returns
+        -------
+        object
+            With ``shape``, ``dtype`` and ``matmat(X)`` for `xp` blocks ``X``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lmatrank.operators import KroneckerProduct
+        >>> K = KroneckerProduct(np.diag([1.0, 2.0]), np.eye(3))
+        >>> X = np.ones((6, 2))
+        >>> bool(np.array_equal(K.to_device(np).matmat(X), K @ X))
+        True
+        """
+        return _XpKronecker(self, xp, _host_move(xp) if move is None else move)
 
     def __matmul__(self, X):
         X = np.asarray(X)

@@ -112,6 +112,67 @@ def _matmul3(left, X, right, matmul=np.matmul):
     return matmul(left, matmul(X, right))
 
 
+class _HessianFactors:
+    """The fixed products a Hessian product needs, in one array namespace.
+
+    ``left[k] = L_k``, ``right[k] = R_k``, ``left_t[k] = L_k^T`` and
+    ``sigma_right_t[k] = Sigma_x R_k^T`` (None: identity), plus the layer
+    shapes and the offsets of the layers in the parameter vector.
+    """
+
+    def __init__(self, left, right, left_t, sigma_right_t, shapes, offsets):
+        self.left, self.right = left, right
+        self.left_t, self.sigma_right_t = left_t, sigma_right_t
+        self.shapes, self.offsets = shapes, offsets
+
+    def moved(self, move):
+        """The same factors copied with `move` (None entries stay identities)."""
+        def each(Ms):
+            return [None if M is None else move(np.ascontiguousarray(M)) for M in Ms]
+        return _HessianFactors(each(self.left), each(self.right), each(self.left_t),
+                               each(self.sigma_right_t), self.shapes, self.offsets)
+
+
+def _hessian_matmat(f, X, xp):
+    """``H @ X`` in the array namespace `xp`: the one implementation of the block product.
+
+    ``U = sum_k L_k V_k R_k`` and ``(H V)_k = 2 L_k^T (U Sigma_x) R_k^T`` with
+    batched products over the ``b`` columns of ``X`` (shape ``(P, b)``).
+    """
+    c = X.shape[1]
+    # column-major vec of each (rows, cols) layer: stacks V_k of shape (c, rows, cols)
+    V = [X[a:b].T.reshape(c, s, r).swapaxes(1, 2)
+         for (r, s), a, b in zip(f.shapes, f.offsets[:-1], f.offsets[1:])]
+    # Forward: U = J v = sum_k L_k V_k R_k, a (b, d_y, d_x) stack.
+    U = None
+    for Lk, Vk, Rk in zip(f.left, V, f.right):
+        term = _matmul3(Lk, Vk, Rk, matmul=xp.matmul)
+        U = term.copy() if U is None else U.__iadd__(term)
+    U *= 2
+    # Backward: (H v)_k = 2 L_k^T U Sigma_x R_k^T.
+    out = [_matmul3(Lt, U, SRt, matmul=xp.matmul)
+           for Lt, SRt in zip(f.left_t, f.sigma_right_t)]
+    cols = [xp.swapaxes(S, 1, 2).reshape(c, -1) for S in out]
+    return xp.ascontiguousarray(xp.concatenate(cols, axis=1).T)
+
+
+class _XpHessian:
+    """A :class:`LinearNetworkHessian` applied in another array namespace.
+
+    Made by :meth:`LinearNetworkHessian.to_device`; :meth:`matmat` takes and
+    returns arrays of that namespace and runs the host product's code.
+    """
+
+    def __init__(self, hessian, xp, move):
+        self._factors = hessian._factors.moved(move)
+        self.shape = hessian.shape
+        self.dtype = hessian.dtype
+        self._xp = xp
+
+    def matmat(self, X):
+        return _hessian_matmat(self._factors, X, self._xp).astype(self.dtype, copy=False)
+
+
 class LinearNetworkHessian:
     r"""Hessian of the quadratic loss of a deep linear network at a global minimum.
 
@@ -336,16 +397,43 @@ class LinearNetworkHessian:
             if X.dtype.kind not in "biuf":
                 raise TypeError(f"unsupported block dtype {X.dtype}")
             X = X.astype(self.dtype)
-        V = self.unpack(X)
-        # Forward: U = J v = sum_k L_k V_k R_k, a (b, d_y, d_x) stack.
-        U = None
-        for Lk, Vk, Rk in zip(self._left, V, self._right):
-            term = _matmul3(Lk, Vk, Rk)
-            U = term.copy() if U is None else U.__iadd__(term)
-        U *= 2
-        # Backward: (H v)_k = 2 L_k^T U Sigma_x R_k^T.
-        out = [_matmul3(Lt, U, SRt) for Lt, SRt in zip(self._left_t, self._sigma_right_t)]
-        return self.pack(out).astype(self.dtype, copy=False)
+        return _hessian_matmat(self._factors, X, np).astype(self.dtype, copy=False)
+
+    @property
+    def _factors(self):
+        return _HessianFactors(self._left, self._right, self._left_t, self._sigma_right_t,
+                               self.layer_shapes, self._offsets)
+
+    def to_device(self, xp, move=None):
+        """This Hessian with its fixed products in the array namespace `xp` (e.g. cupy).
+
+        The prefix and suffix products ``L_k``, ``R_k`` (formed once on the
+        host in the working dtype) are copied with `move`; the product of the
+        returned object is the same code as :meth:`matmat`, on `xp` blocks.
+
+        Parameters
+        ----------
+        xp : module
+            Array namespace (``numpy``, ``cupy``, ...) of the blocks.
+        move : callable, optional
+            ``move(M)`` copies a host ndarray to where `xp` computes (default
+            ``xp.asarray``).
+
+        Returns
+        -------
+        object
+            With ``shape``, ``dtype`` and ``matmat(X)`` for `xp` blocks ``X``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from lmatrank.operators import random_minimum
+        >>> H = random_minimum(2, depth=3, rng=0)
+        >>> X = np.ones((H.n_params, 2))
+        >>> bool(np.array_equal(H.to_device(np).matmat(X), H @ X))
+        True
+        """
+        return _XpHessian(self, xp, xp.asarray if move is None else move)
 
     def __matmul__(self, X):
         X = np.asarray(X)

@@ -20,7 +20,8 @@ from lmatrank.backends import (CounterStream, CupyBackend, NumpyBackend, device_
                                get_backend)
 from lmatrank.backends import _FACTORIES
 from lmatrank.backends._cupy import load_cupy, operator_device_namespace, torch_dlpack_apply
-from lmatrank.langevin._dynamics import BaoabChains, DivergedRun, run_euler_maruyama
+from lmatrank._errors import DivergedRun
+from lmatrank.langevin._dynamics import BaoabChains, run_euler_maruyama
 from lmatrank.operators import (KroneckerProduct, LinearNetworkHessian, SquaredOperator,
                                 as_operator, as_preconditioner)
 from tests._matrices import psd_with_rank
