@@ -187,3 +187,22 @@ def test_bad_inputs():
     big = KroneckerProduct(sp.eye_array(200), sp.eye_array(101))
     with pytest.raises(ValueError, match="todense\\(\\) refused"):
         big.todense()
+
+
+def test_to_device_runs_the_host_product_on_moved_factors():
+    # the device copy (here numpy stands in for the device namespace) moves every leaf factor
+    # once with the backend's `move` and computes exactly the host product
+    rng = np.random.default_rng(11)
+    A = rng.standard_normal((3, 3))
+    C = sp.random(4, 4, density=0.5, random_state=2, format="csr")
+    K = KroneckerProduct(KroneckerProduct(A, C), A.T)
+    moved = []
+
+    def move(F):
+        moved.append(type(F).__name__)
+        return F
+    dev = K.to_device(np, move)
+    assert sorted(moved) == ["csr_array", "ndarray", "ndarray"]
+    assert dev.shape == K.shape and dev.dtype == K.dtype
+    X = rng.standard_normal((K.shape[0], 5))
+    np.testing.assert_array_equal(dev.matmat(X), K @ X)
