@@ -44,6 +44,10 @@ from .._progress import RunningChainMean
 __all__ = ["BaoabChains", "DivergedRun", "run_euler_maruyama"]
 
 
+#: Rows of an EM run buffered before they are streamed into a recorder.
+_EM_CHUNK = 2048
+
+
 class DivergedRun(Exception):
     """Internal signal: the observable became non-finite or exploded at `step`."""
 
@@ -54,7 +58,8 @@ class DivergedRun(Exception):
 
 
 def run_euler_maruyama(op, backend, *, n_chains, n_steps, eta, sigma2, precond, noise, gen,
-                       corrected=True, blowup=None, progress=None, burn_in=0, budget=None):
+                       corrected=True, blowup=None, progress=None, burn_in=0, budget=None,
+                       recorder=None):
     """Simulate `n_steps` EM steps of `n_chains` chains from ``theta_0 = 0``.
 
     Returns
@@ -62,6 +67,10 @@ def run_euler_maruyama(op, backend, *, n_chains, n_steps, eta, sigma2, precond, 
     trace : ndarray, shape (n_steps, n_chains), float64
         The rank observable of every chain at every step (row ``k`` is the
         state after ``k`` updates).
+
+    With a `recorder` (:class:`._record.TraceRecorder`) the rows are streamed into it
+    in chunks and the recorder is returned instead of the trace: memory independent
+    of `n_steps` (except on a device backend, whose trace is recorded at the end).
 
     `progress`, if not None, is called after every step as
     ``progress(op.matvecs, budget, estimate, stderr)`` with the running mean of
@@ -90,14 +99,19 @@ def run_euler_maruyama(op, backend, *, n_chains, n_steps, eta, sigma2, precond, 
     """
     device_run = getattr(backend, "run_euler_maruyama", None)
     if device_run is not None:  # e.g. the CuPy backend keeps chains and trace on the device
-        return device_run(op, n_chains=n_chains, n_steps=n_steps, eta=eta, sigma2=sigma2,
-                          precond=precond, noise=noise, gen=gen, corrected=corrected,
-                          blowup=blowup, progress=progress, burn_in=burn_in, budget=budget)
+        trace = device_run(op, n_chains=n_chains, n_steps=n_steps, eta=eta, sigma2=sigma2,
+                           precond=precond, noise=noise, gen=gen, corrected=corrected,
+                           blowup=blowup, progress=progress, burn_in=burn_in, budget=budget)
+        if recorder is not None:
+            recorder.push(trace)
+            return recorder
+        return trace
     n = op.n
     if blowup is None:
         blowup = 100.0 * n + 1000.0
     theta = np.zeros((n, n_chains), dtype=op.dtype)
-    trace = np.empty((n_steps, n_chains), dtype=np.float64)
+    chunk = n_steps if recorder is None else min(n_steps, _EM_CHUNK)
+    trace = np.empty((chunk, n_chains), dtype=np.float64)
     noise_std = float(np.sqrt(eta * sigma2))
     inv_sigma2 = 1.0 / sigma2
     tracker = RunningChainMean(burn_in) if progress is not None else None
@@ -112,12 +126,19 @@ def run_euler_maruyama(op, backend, *, n_chains, n_steps, eta, sigma2, precond, 
                                             precond=precond, noise=noise, gen=gen)
         row = 2.0 * quad - eta * gnorm if corrected else 2.0 * quad
         row *= inv_sigma2
-        trace[k] = row
+        trace[k % chunk] = row
         worst = row.max()
         if not (worst < blowup and row.min() > -blowup):  # NaN fails both; EM with eta*lambda > 2 runs to -inf
             raise DivergedRun(k, float(worst))
         if tracker is not None:
             progress(op.matvecs, budget, *tracker.push(row))
+        if recorder is not None and (k + 1) % chunk == 0:
+            recorder.push(trace)
+    if recorder is not None:
+        rest = n_steps % chunk if chunk else 0
+        if rest:
+            recorder.push(trace[:rest])
+        return recorder
     return trace
 
 

@@ -26,18 +26,24 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
+from .._checks import (check_choice, check_positive_float, check_positive_int)
 from .._errors import BudgetError, ConvergenceWarning, DivergenceError
 from .._progress import make_progress
-from .._result import RankEstimate, rounded_rank
+from .._result import RankEstimate, count_threshold, rounded_rank
 from ..backends import get_backend
 from ..operators import SquaredOperator, as_preconditioner
 from ..spectral import lanczos_extremes
+from ..spectral._bracket import count_bracket
 from ._dynamics import DivergedRun, run_euler_maruyama
 from ._kinetic import (BAOAB_STEP_FACTOR, DEFAULT_BAOAB_CHAINS, DEFAULT_TARGET_RSE, P0_VARIANCE, PLATEAU_SPAN,
-                       STDERR_FLOOR, half_count_schedule, run_baoab_estimate, threshold_curve)
+                       RESOLUTION_HORIZON, STDERR_FLOOR, half_count_schedule, run_baoab_estimate,
+                       segment_frictions, threshold_curve_from_record)
+from ._modes import baoab_window_filters, em_window_filters
+from ._record import TraceRecorder, log_windows, window_moments, window_stats
 
 __all__ = ["langevin_rank", "DEFAULT_MAX_MATVECS", "PAPER_SETTINGS"]
 
@@ -98,10 +104,15 @@ def _filter_resolution(eta, k):
 
 def _steps_to_resolve(eta, lam, residual=1e-3):
     """Steps after which an eigenvalue `lam` is counted to within `residual`."""
-    a = abs(1.0 - eta * lam)
-    if a <= 0:
+    x = eta * lam
+    if x <= 0:
+        return math.inf
+    log_a = math.log1p(-x) if x < 1.0 else (math.log(x - 1.0) if x != 1.0 else -math.inf)
+    if log_a == 0.0:  # eta * lam below rounding: never resolved
+        return math.inf
+    if log_a >= 0.0 or log_a == -math.inf:
         return 1
-    return math.ceil(math.log(residual) / (2 * math.log(a)))
+    return math.ceil(math.log(residual) / (2 * log_a))
 
 
 def _spectrum_bounds(op, precond, gen, lanczos_steps, be=None):
@@ -155,6 +166,139 @@ def _run_operator(op, precond, gen, lanczos_steps, bounds, squared, be=None):
                 max(bounds["ritz_max"], -bounds["ritz_min"]) ** 2)
     sq_bounds = _spectrum_bounds(run_op, precond, gen, lanczos_steps, be)
     return run_op, sq_bounds["lambda_max"], sq_bounds["ritz_max"]
+
+
+#: A converged bracket is at most max(_NARROW_ABS, _NARROW_REL * count) wide.
+_NARROW_ABS = 4
+_NARROW_REL = 0.02
+#: Log-spaced windows of the recorded rank-vs-step curve used by the count bracket.
+_BRACKET_WINDOWS = 20
+#: BAOAB horizon (``N h sqrt(tau)``) planned for resolving a threshold ``tau`` with an
+#: averaging window after it: the window ``[N/2, N]`` then counts ``tau`` fully and
+#: ``tau / 4`` at ~0.92 (exact mode recursion at the automatic step and friction).
+_BAOAB_RESOLVE_HORIZON = RESOLUTION_HORIZON / 2
+#: Most chains of a run with an explicit threshold (the transients of the chains are what
+#: separates eigenvalues near the threshold).
+_MAX_CHAINS = 64
+
+
+def _threshold_of(op, bounds, rtol, atol):
+    """The count's threshold (|lambda| of ``G S``) by the shared rule, its source and the
+    ``|lambda|_max`` it was computed from (the largest Lanczos Ritz magnitude)."""
+    abs_lam_max = max(abs(bounds["ritz_max"]), abs(bounds["ritz_min"]))
+    tau, source = count_threshold(abs_lam_max, op.n, op.dtype, rtol=rtol, atol=atol,
+                                  noise_floor=getattr(op, "noise_floor", None))
+    return tau, source, abs_lam_max
+
+
+def _chains_for(budget_steps, need_steps, default, explicit_threshold, max_chains=None):
+    """Chains of a run: resolution before variance.
+
+    ``budget_steps`` is what one chain could run; ``need_steps`` the horizon that resolves
+    the threshold. The numpy default threshold (which no budget resolves in general)
+    keeps `default` chains: the run does what the budget allows. An explicit `rtol`/`atol`
+    gets as many chains (a power of two, at most `max_chains`) as can each run the
+    horizon: the count near the threshold is told apart only by the transients of the
+    chains (every chain starts at 0), so more chains sharpen the bracket; at least one.
+    """
+    if not explicit_threshold:
+        return default
+    if not math.isfinite(need_steps) or need_steps <= 0:
+        return 1
+    top = default if max_chains is None else max_chains
+    c = 1
+    while 2 * c <= top and budget_steps >= 2 * c * need_steps:
+        c *= 2
+    return c
+
+
+@dataclass(frozen=True)
+class CountOutcome:
+    """What a Langevin run says about ``#{|lambda| > threshold}`` (units of ``S``)."""
+
+    threshold: float
+    source: str
+    resolution: float
+    interval: tuple
+    bracket: tuple
+    resolved_count: tuple
+    narrow: bool
+    windows: list
+    moments: np.ndarray
+    moment_stderr: np.ndarray
+    moment_stderr_method: str
+
+
+def _half_count_point(filters, window, lam_max, lam_min_positive=1e-18):
+    """Smallest eigenvalue the averaging window's filter counts at least half (log grid)."""
+    lams = lam_max * np.logspace(math.log10(lam_min_positive), 0.0, 600)
+    f = filters(lams, [window])[0]
+    above = np.flatnonzero(f >= 0.5)
+    if not above.size:
+        return math.inf
+    i = int(above[0])
+    if i == 0:
+        return float(lams[0])
+    # the filter rises monotonically through 1/2: interpolate in log lambda
+    f0, f1 = f[i - 1], f[i]
+    w = (0.5 - f0) / (f1 - f0) if f1 > f0 else 1.0
+    return float(math.exp((1 - w) * math.log(lams[i - 1]) + w * math.log(lams[i])))
+
+
+def _count_outcome(record, first_block, stats, filters, *, tau, source, squared, n,
+                   lam_max_run, lam_min_run):
+    """Bracket the count above `tau` from the recorded windows (:mod:`lmatrank.spectral._bracket`).
+
+    `filters(lam, windows)` gives the exact expected window means per eigenvalue of the
+    run's operator; `tau` is in ``|lambda|`` of ``S`` (squared for a run on ``S**2``).
+    """
+    windows = log_windows(record, first_block, _BRACKET_WINDOWS)
+    wm = window_moments(record, windows, stats)
+    bracket_filters = lambda lam: filters(np.asarray(lam, dtype=np.float64), wm.windows)  # noqa: E731
+    tau_run = tau * tau if squared else tau
+    kw = dict(n=n, lam_max=lam_max_run, lam_min=lam_min_run)
+    b = count_bracket(bracket_filters, wm.moments, wm.stderr, tau=tau_run, **kw)
+    lo, hi = b.interval()
+    res_run = _half_count_point(filters, wm.windows[-1], lam_max_run)
+    if math.isfinite(res_run) and abs(res_run - tau_run) > 1e-12 * tau_run:
+        rb = count_bracket(bracket_filters, wm.moments, wm.stderr, tau=res_run, **kw)
+        resolved = rb.interval()
+    else:
+        resolved = (lo, hi)
+    resolution = math.sqrt(res_run) if squared else res_run
+    narrow = b.solved and (hi - lo) <= max(_NARROW_ABS, _NARROW_REL * hi)
+    if narrow:  # the bracket separates the threshold itself
+        resolution = min(resolution, tau)
+    return CountOutcome(threshold=float(tau), source=source, resolution=float(resolution),
+                        interval=(int(lo), int(hi)), bracket=(float(b.lo), float(b.hi)),
+                        resolved_count=(int(resolved[0]), int(resolved[1])), narrow=bool(narrow),
+                        windows=wm.windows, moments=wm.moments, moment_stderr=wm.stderr,
+                        moment_stderr_method=wm.method)
+
+
+def _clip_rank(estimate, interval, n):
+    r = rounded_rank(estimate, n) if math.isfinite(estimate) else interval[0]
+    return int(min(max(r, interval[0]), interval[1]))
+
+
+def _not_converged_message(outcome, *, accuracy_met, accuracy_note, abs_lam_max,
+                           needed_products, scheme):
+    lo, hi = outcome.interval
+    rlo, rhi = outcome.resolved_count
+    if outcome.narrow and not accuracy_met:
+        return (f"Langevin ({scheme}) resolved the threshold {outcome.threshold:.3g} but "
+                f"stopped at the product budget before the accuracy target ({accuracy_note}); "
+                f"the count lies in [{lo}, {hi}]; raise max_matvecs or target_rse")
+    fix = f"raise max_matvecs to ~{needed_products:.2g}" if math.isfinite(needed_products) \
+        else "no product budget resolves it"
+    if abs_lam_max > 0 and math.isfinite(outcome.resolution):
+        rtol_fix = 10.0 ** math.ceil(math.log10(max(outcome.resolution / abs_lam_max, 1e-300)))
+        fix += f" or pass rtol={rtol_fix:.0e} (or larger)"
+    return (f"Langevin ({scheme}) resolved |lambda| > {outcome.resolution:.3g} (count there: "
+            f"[{rlo}, {rhi}]), not the threshold {outcome.threshold:.3g} "
+            f"({outcome.source}): the count above it is only known to lie in [{lo}, {hi}]; "
+            f"to resolve it {fix}")
+
 
 
 def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=None,
@@ -296,6 +440,7 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
         for key, value in PAPER_SETTINGS.items():
             if settings[key] is None:
                 settings[key] = value
+    chains_given = settings["n_chains"] is not None
     settings["n_chains"] = 8 if settings["n_chains"] is None else settings["n_chains"]
     settings["sigma2"] = 1.0 if settings["sigma2"] is None else settings["sigma2"]
     settings["noise"] = settings["noise"] or "rademacher"
@@ -307,7 +452,8 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
     precond, be, bounds, squared = _prepare(op, preconditioner, backend, gen, lanczos_steps,
                                             spectrum)
     if bounds is None:
-        return _zero_operator_result(op, be)
+        return _zero_operator_result(op, be, rtol, atol)
+    tau, source, abs_lam_max = _threshold_of(op, bounds, rtol, atol)
 
     user_eta = settings["eta"]
     attempts = []
@@ -324,16 +470,21 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
                 f"eta={step:.4g} is unstable: eta * lambda_max >= 2 "
                 f"(Lanczos lower bound on lambda_max{' of S^2' if squared else ''}: {ritz_max_run:.4g});"
                 f" use eta < {2.0 / ritz_max_run:.4g} or leave eta=None")
-        plan = _plan(settings, step, max_matvecs, op.matvecs,
-                     2 if squared else 1, rtol, atol, lam_max_run, squared)
-        budget = op.matvecs + plan["n_steps"] * plan["n_chains"] * (2 if squared else 1)
+        pps = 2 if squared else 1
+        tau_run = tau * tau if squared else tau
+        need = 2 * _steps_to_resolve(step, tau_run) if tau_run > 0 else math.inf
+        if not chains_given and settings["n_steps"] is None and max_matvecs is not None:
+            settings["n_chains"] = _chains_for((max_matvecs - op.matvecs) // pps, need, 8,
+                                               source in ("rtol", "atol"))
+        plan = _plan(settings, step, max_matvecs, op.matvecs, pps, tau_run, source)
+        budget = op.matvecs + plan["n_steps"] * plan["n_chains"] * pps
         bar = make_progress(progress, budget=budget, desc="langevin")
         try:
-            trace = run_euler_maruyama(
+            record = run_euler_maruyama(
                 run_op, be, n_chains=plan["n_chains"], n_steps=plan["n_steps"], eta=step,
                 sigma2=settings["sigma2"], precond=precond, noise=settings["noise"], gen=gen,
                 corrected=settings["corrected"], progress=bar, burn_in=plan["burn_in"],
-                budget=budget)
+                budget=budget, recorder=TraceRecorder(plan["n_chains"]))
         except DivergedRun as exc:
             attempts.append(dict(eta=step, squared=squared, step=exc.step, value=exc.value))
             if user_eta is not None:
@@ -355,32 +506,31 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
             getattr(bar, "close", lambda: None)()
         break
 
-    return _summarise(trace, plan, settings, step, op, bounds, squared, be,
-                      attempts, lam_max_run)
+    return _summarise(record, plan, settings, step, op, bounds, squared, be,
+                      attempts, lam_max_run, tau=tau, source=source, abs_lam_max=abs_lam_max,
+                      max_matvecs=max_matvecs)
 
 
 def _validate(settings, max_matvecs, spectrum, rtol, atol):
     for key in ("n_chains", "n_steps", "n_avg"):
-        value = settings[key]
-        if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
-            raise ValueError(f"{key} must be a positive integer, got {value!r}")
+        settings[key] = check_positive_int(key, settings[key], allow_none=True)
     for key in ("eta", "sigma2"):
-        value = settings[key]
-        if value is not None and not (np.isfinite(value) and value > 0):
-            raise ValueError(f"{key} must be a positive finite number, got {value!r}")
-    if settings["noise"] not in ("rademacher", "gaussian"):
-        raise ValueError(f"noise must be 'rademacher' or 'gaussian', got {settings['noise']!r}")
-    if max_matvecs is not None and (not isinstance(max_matvecs, (int, np.integer)) or max_matvecs < 1):
-        raise ValueError(f"max_matvecs (the product budget) must be an integer >= 1, got {max_matvecs!r}")
-    if spectrum not in ("auto", "psd", "indefinite"):
-        raise ValueError(f"spectrum must be 'auto', 'psd' or 'indefinite', got {spectrum!r}")
+        settings[key] = check_positive_float(key, settings[key], allow_none=True)
+    settings["noise"] = check_choice("noise", settings["noise"], ("rademacher", "gaussian"))
+    if max_matvecs is not None:
+        check_positive_int("max_matvecs", max_matvecs)
+    check_choice("spectrum", spectrum, ("auto", "psd", "indefinite"))
     if settings["n_steps"] is not None and settings["n_avg"] is not None \
             and settings["n_avg"] > settings["n_steps"]:
         raise ValueError(f"n_avg={settings['n_avg']} exceeds n_steps={settings['n_steps']}")
 
 
-def _plan(settings, eta, max_matvecs, spent, products_per_step, rtol, atol, lam_max, squared):
-    """Fix chains, steps, burn-in and averaging window within the budget."""
+def _plan(settings, eta, max_matvecs, spent, products_per_step, tau_run, source):
+    """Fix chains, steps, burn-in and averaging window within the budget.
+
+    With `rtol`/`atol` the burn-in is the horizon that counts ``tau_run`` to within
+    1e-3 (at most half the run); with the default threshold a quarter of the run.
+    """
     c = settings["n_chains"]
     n_steps = settings["n_steps"]
     if n_steps is None:
@@ -393,98 +543,105 @@ def _plan(settings, eta, max_matvecs, spent, products_per_step, rtol, atol, lam_
         raise ValueError(
             f"n_steps={n_steps} x n_chains={c} x {products_per_step} products per step "
             f"+ {spent} products already spent exceeds max_matvecs={max_matvecs}")
-    converged = True
-    threshold = None
-    if rtol is not None or atol is not None:
-        # the count refers to |lambda| of S (or G S); a squared run sees lambda^2
-        abs_lam_max = (math.sqrt(lam_max) if squared else lam_max) / LAMBDA_MAX_INFLATION
-        tau = max(atol or 0.0, (rtol or 0.0) * abs_lam_max)
-        threshold = tau ** 2 if squared else tau
+    explicit = source in ("rtol", "atol")
     if settings["n_avg"] is not None:
         n_avg = settings["n_avg"]
         burn = n_steps - n_avg
-    elif threshold is not None and threshold > 0:
-        burn = _steps_to_resolve(eta, threshold)
-        if burn > n_steps // 2:
-            converged = False
-            burn = n_steps // 2
+    elif explicit and tau_run > 0:
+        burn = min(_steps_to_resolve(eta, tau_run), n_steps // 2)
         n_avg = n_steps - burn
     else:
         burn = n_steps // 4
         n_avg = n_steps - burn
-    return dict(n_chains=c, n_steps=n_steps, n_avg=n_avg, burn_in=burn, converged=converged,
-                requested_threshold=threshold)
+    return dict(n_chains=c, n_steps=n_steps, n_avg=n_avg, burn_in=burn,
+                requested_threshold=tau_run)
 
 
-def _zero_operator_result(op, be):
-    return RankEstimate(rank=0, estimate=0.0, stderr=0.0, threshold=0.0,
+def _zero_operator_result(op, be, rtol=None, atol=None):
+    tau, source = count_threshold(0.0, op.n, op.dtype, rtol=rtol, atol=atol,
+                                  noise_floor=getattr(op, "noise_floor", None))
+    return RankEstimate(rank=0, estimate=0.0, stderr=0.0, threshold=tau,
                         matvecs=op.matvecs, method="langevin", converged=True,
                         info=dict(reason="Lanczos found the operator to be zero",
-                                  backend=be.name))
+                                  backend=be.name, threshold_source=source),
+                        resolution=tau, interval=(0, 0))
 
 
-def _summarise(trace, plan, settings, eta, op, bounds, squared, be, attempts,
-               lam_max_run):
-    burn, n_avg = plan["burn_in"], plan["n_avg"]
-    window = trace[burn:]
-    estimate = float(window.mean())
-    stderr, stderr_method = _batch_means_stderr(window)
-    half = n_avg // 2
-    if half >= 2:
-        first, last = window[:half].mean(axis=0), window[n_avg - half:].mean(axis=0)
-        diff = last - first
-        drift = float(diff.mean())
-        drift_stderr = float(diff.std(ddof=1) / math.sqrt(diff.size)) if diff.size > 1 else math.nan
-    else:
-        drift, drift_stderr = math.nan, math.nan
-    resolution = _filter_resolution(eta, burn)
-    threshold = math.sqrt(resolution) if squared else resolution
-    converged = plan["converged"]
+def _em_filters(eta, corrected):
+    return lambda lam, windows: em_window_filters(lam, eta, windows, corrected=corrected)
+
+
+def _summarise(record, plan, settings, eta, op, bounds, squared, be, attempts,
+               lam_max_run, *, tau, source, abs_lam_max, max_matvecs):
+    first = record.burn_in_block(plan["burn_in"])
+    stats = window_stats(record, first, always_batches=False)
+    estimate, stderr = stats.estimate, stats.stderr
+    if not math.isfinite(stderr):  # one chain, one averaged step: no error estimate
+        stderr = math.inf
+    lam_min_run = 0.0 if squared else min(0.0, bounds["ritz_min"])
+    outcome = _count_outcome(record, first, stats, _em_filters(eta, settings["corrected"]),
+                             tau=tau, source=source, squared=squared, n=op.n,
+                             lam_max_run=lam_max_run, lam_min_run=lam_min_run)
+    converged = outcome.narrow
     if not converged:
-        warnings.warn(
-            f"budget too small to resolve the requested threshold {plan['requested_threshold']:.3g}"
-            f" (filter resolution reached: {resolution:.3g}); estimate has a filter bias",
-            ConvergenceWarning, stacklevel=4)
-    rank_curve = trace.mean(axis=1)
+        pps = 2 if squared else 1
+        tau_run = tau * tau if squared else tau
+        steps = 2 * _steps_to_resolve(eta, tau_run) if tau_run > 0 else math.inf
+        needed = op.matvecs + steps * plan["n_chains"] * pps
+        warnings.warn(_not_converged_message(outcome, accuracy_met=True, accuracy_note="",
+                                             abs_lam_max=abs_lam_max, needed_products=needed,
+                                             scheme="Euler-Maruyama"),
+                      ConvergenceWarning, stacklevel=4)
+    rank_curve, curve_steps = record.curve()
     info = dict(
         scheme="euler-maruyama", eta=eta, sigma2=settings["sigma2"], noise=settings["noise"],
         corrected=settings["corrected"], n_chains=plan["n_chains"], n_steps=plan["n_steps"],
-        n_avg=n_avg, burn_in=burn, squared=squared,
+        n_avg=stats.length, burn_in=stats.start, squared=squared,
         lambda_max=lam_max_run, ritz_max=bounds["ritz_max"], lambda_min=bounds["lambda_min"],
         eta_lambda_max=eta * lam_max_run / LAMBDA_MAX_INFLATION,
-        lanczos_matvecs=bounds["steps"], rank_curve=rank_curve,
-        loss_curve=rank_curve * settings["sigma2"] / 4.0, resolution=resolution,
-        requested_threshold=plan["requested_threshold"], drift=drift, drift_stderr=drift_stderr,
-        stderr_method=stderr_method, backoffs=attempts, backend=be.name,
+        lanczos_matvecs=bounds["steps"], rank_curve=rank_curve, rank_curve_steps=curve_steps,
+        loss_curve=rank_curve * settings["sigma2"] / 4.0, resolution=outcome.resolution,
+        requested_threshold=plan["requested_threshold"], drift=stats.drift,
+        drift_stderr=stats.drift_stderr, stderr_method=stats.method, backoffs=attempts,
+        backend=be.name,
     )
-    return RankEstimate(rank=rounded_rank(estimate, op.n), estimate=estimate, stderr=stderr,
-                        threshold=threshold, matvecs=op.matvecs,
-                        method="langevin", converged=converged, info=info)
+    info.update(_outcome_info(outcome, abs_lam_max))
+    return RankEstimate(rank=_clip_rank(estimate, outcome.interval, op.n), estimate=estimate,
+                        stderr=stderr, threshold=outcome.threshold, matvecs=op.matvecs,
+                        method="langevin", converged=converged, info=info,
+                        resolution=outcome.resolution, interval=outcome.interval)
+
+
+def _outcome_info(outcome, abs_lam_max):
+    return dict(threshold_source=outcome.source, abs_lambda_max=abs_lam_max,
+                bracket=outcome.bracket, resolved_count=outcome.resolved_count,
+                bracket_windows=outcome.windows, bracket_moments=outcome.moments,
+                bracket_moment_stderr=outcome.moment_stderr,
+                bracket_stderr_method=outcome.moment_stderr_method)
 
 
 def _baoab_rank(op, *, gen, rtol, atol, n_chains, n_steps, n_avg, sigma2, preconditioner, noise,
                 max_matvecs, backend, spectrum, lanczos_steps, progress, h, friction, target_rse,
                 plateau=False):
     """``scheme="baoab"``: kinetic Langevin with automatic tuning and sequential stopping."""
-    settings = dict(n_chains=DEFAULT_BAOAB_CHAINS if n_chains is None else n_chains,
-                    n_steps=n_steps, n_avg=n_avg, eta=None,
+    settings = dict(n_chains=n_chains, n_steps=n_steps, n_avg=n_avg, eta=None,
                     sigma2=1.0 if sigma2 is None else sigma2,
                     noise=noise or "rademacher", corrected=True)
     _validate(settings, max_matvecs, spectrum, rtol, atol)
-    for key, value in (("h", h), ("friction", friction)):
-        if value is not None and not (np.isfinite(value) and value > 0):
-            raise ValueError(f"{key} must be a positive finite number, got {value!r}")
+    n_chains, n_steps, n_avg = settings["n_chains"], settings["n_steps"], settings["n_avg"]
+    h = check_positive_float("h", h, allow_none=True)
+    friction = check_positive_float("friction", friction, allow_none=True)
     stderr_floor = STDERR_FLOOR if target_rse is None else 0.0  # explicit targets are exact
     target_rse = DEFAULT_TARGET_RSE if target_rse is None else target_rse
-    if not (np.isfinite(target_rse) and target_rse > 0):
-        raise ValueError(f"target_rse must be a positive finite number, got {target_rse!r}")
+    target_rse = check_positive_float("target_rse", target_rse)
     if max_matvecs is None and n_steps is None:
         max_matvecs = DEFAULT_MAX_MATVECS
     precond, be, bounds, squared = _prepare(op, preconditioner, backend, gen, lanczos_steps,
                                             spectrum)
     if bounds is None:
-        return _zero_operator_result(op, be)
-    c = settings["n_chains"]
+        return _zero_operator_result(op, be, rtol, atol)
+    tau, source, abs_lam_max = _threshold_of(op, bounds, rtol, atol)
+    explicit = source in ("rtol", "atol")
     attempts = []
     backoff = 1.0
     while True:
@@ -497,6 +654,12 @@ def _baoab_rank(op, *, gen, rtol, atol, n_chains, n_steps, n_avg, sigma2, precon
                 f"h={h:.4g} is unstable: h^2 lambda_max >= 4 (Lanczos lower bound on lambda_max: "
                 f"{ritz_max_run:.4g}); use h < {2.0 / math.sqrt(ritz_max_run):.4g} or leave h=None")
         step = h if h is not None else BAOAB_STEP_FACTOR / math.sqrt(lam_max_run) / backoff
+        tau_run = tau * tau if squared else tau
+        need = (_BAOAB_RESOLVE_HORIZON / (step * math.sqrt(tau_run))) if tau_run > 0 else math.inf
+        c = DEFAULT_BAOAB_CHAINS if n_chains is None else n_chains
+        if n_chains is None and n_steps is None:
+            c = _chains_for((max_matvecs - op.matvecs) // pps, need, DEFAULT_BAOAB_CHAINS,
+                            explicit, _MAX_CHAINS)
         if n_steps is not None:
             max_steps = n_steps
             if max_matvecs is not None and op.matvecs + n_steps * c * pps > max_matvecs:
@@ -510,20 +673,20 @@ def _baoab_rank(op, *, gen, rtol, atol, n_chains, n_steps, n_avg, sigma2, precon
                     f"max_matvecs={max_matvecs} leaves room for only {max(max_steps, 0)} steps of "
                     f"{c} chains after {op.matvecs} products for the symmetry check and Lanczos; "
                     "raise max_matvecs or lower n_chains")
-        threshold = None
-        if rtol is not None or atol is not None:
-            abs_lam_max = math.sqrt(lam_max_run) if squared else lam_max_run
-            tau = max(atol or 0.0, (rtol or 0.0) * abs_lam_max / LAMBDA_MAX_INFLATION)
-            threshold = tau ** 2 if squared else tau
+        # the friction is planned for the threshold when the run can resolve it, or when it
+        # was asked for explicitly; the unresolvable default threshold plans for the budget
+        reachable = need <= max_steps
+        lam_lo = tau_run if (explicit and tau_run > 0) or reachable else None
         budget = op.matvecs + max_steps * c * pps
         bar = make_progress(progress, budget=budget, desc="langevin")
         try:
             out = run_baoab_estimate(
                 run_op, be, lam_max=lam_max_run, n_chains=c, max_steps=max_steps,
                 sigma2=settings["sigma2"], precond=precond, noise=settings["noise"], gen=gen,
-                lam_lo=threshold, h=step, friction=friction, target_rse=target_rse,
+                lam_lo=lam_lo, h=step, friction=friction, target_rse=target_rse,
                 stderr_floor=stderr_floor, plateau=bool(plateau),
-                n_steps=n_steps, n_avg=n_avg, progress=bar, budget=budget)
+                n_steps=n_steps, n_avg=n_avg, progress=bar, budget=budget,
+                min_steps=2 * need if reachable else 0, warn=False)
         except DivergedRun as exc:
             attempts.append(dict(h=step, squared=squared, step=exc.step, value=exc.value))
             if h is not None:
@@ -544,15 +707,23 @@ def _baoab_rank(op, *, gen, rtol, atol, n_chains, n_steps, n_avg, sigma2, precon
             getattr(bar, "close", lambda: None)()
         break
     plan = out["plan"]
-    trace, burn = out["trace"], out["burn_in"]
-    frictions = out["frictions"]
+    record, burn = out["record"], out["burn_in"]
+    segments = out["segments"]
     staged = out["stages"] is not None
-    varying = staged and bool(np.any(frictions != frictions[0]))
-    curve = threshold_curve(trace, plan["h"], frictions if varying else plan["friction"],
-                            lam_max_run, squared=squared, p0_variance=P0_VARIANCE)
-    resolution = float(np.interp(max(burn, 4), curve["steps"], curve["resolution"]))
+    varying = len(segments) > 1
+    lam_min_run = 0.0 if squared else min(0.0, bounds["ritz_min"])
+
+    def filters(lam, windows):
+        return baoab_window_filters(lam, plan["h"], segments, windows, p0_variance=P0_VARIANCE)
+
+    outcome = _count_outcome(record, out["first_block"], out["window"], filters, tau=tau,
+                             source=source, squared=squared, n=op.n, lam_max_run=lam_max_run,
+                             lam_min_run=lam_min_run)
+    curve = threshold_curve_from_record(record, plan["h"], segments, lam_max_run,
+                                        squared=squared, p0_variance=P0_VARIANCE)
     checks_info, plateau_info = None, None
     if staged:
+        frictions = segment_frictions(segments)
         half = half_count_schedule(plan["h"], frictions, lam_max=lam_max_run, grid=160,
                                    p0_variance=P0_VARIANCE)
         if squared:
@@ -560,41 +731,52 @@ def _baoab_rank(op, *, gen, rtol, atol, n_chains, n_steps, n_avg, sigma2, precon
         checks_info = [dict(rec, resolution=float(half[rec["step"] - 1])) for rec in out["stages"]]
         found = out["plateau"]
         if found is not None:
-            # the count is flat from the coarsest compared window to the end of the run:
-            # report the finest resolution the plateau was verified at
             top_step = max(1, found["window"][0] // 2 ** PLATEAU_SPAN)
-            resolution = float(half[trace.shape[0] - 1])
-            plateau_info = dict(top=float(half[top_step - 1]), bottom=resolution,
+            plateau_info = dict(top=float(half[top_step - 1]), bottom=float(half[record.steps - 1]),
                                 count=found["count"], differences=found["differences"],
                                 differences_stderr=found["differences_stderr"],
                                 held=found.get("held", 0))
-    resolution_run = resolution ** 2 if squared else resolution
-    converged = out["converged"]
-    if threshold is not None and not plan["resolvable"]:
-        converged = False
-        warnings.warn(
-            f"budget too small to resolve the requested threshold {threshold:.3g} with BAOAB "
-            f"(resolution reached: {resolution_run:.3g}); estimate has a filter bias",
-            ConvergenceWarning, stacklevel=3)
-    rank_curve = trace.mean(axis=1)
+    accuracy_met = bool(out["converged"])
+    converged = accuracy_met and outcome.narrow
     est, err = out["estimate"], out["stderr"]
+    if not math.isfinite(err):
+        err = math.inf
+    if not converged and n_steps is None:
+        steps = math.ceil(2 * need) if math.isfinite(need) else math.inf
+        needed = op.matvecs + steps * pps * (1 if explicit else c)
+        note = (f"target_rse={target_rse:g} or a stderr of {stderr_floor:g}; reached "
+                f"{err:.3g}")
+        warnings.warn(_not_converged_message(outcome, accuracy_met=accuracy_met,
+                                             accuracy_note=note, abs_lam_max=abs_lam_max,
+                                             needed_products=needed, scheme="BAOAB"),
+                      ConvergenceWarning, stacklevel=3)
+    elif not converged:
+        warnings.warn(_not_converged_message(outcome, accuracy_met=True, accuracy_note="",
+                                             abs_lam_max=abs_lam_max,
+                                             needed_products=math.inf if not math.isfinite(need)
+                                             else op.matvecs + 2 * need * c * pps,
+                                             scheme="BAOAB"),
+                      ConvergenceWarning, stacklevel=3)
+    rank_curve, curve_steps = record.curve()
     info = dict(
         scheme="baoab", h=plan["h"],
         friction=plan["gamma"], friction_c=plan["friction"],
         lambda_lo=plan["lambda_lo"], eta=plan["h"] ** 2 / 2.0, sigma2=settings["sigma2"],
         temperature=settings["sigma2"] / 2.0, noise=settings["noise"], corrected=True,
-        n_chains=c, n_steps=out["steps"], n_avg=out["steps"] - burn, burn_in=burn,
+        n_chains=c, n_steps=record.steps, n_avg=record.steps - burn, burn_in=burn,
         squared=squared, lambda_max=lam_max_run, ritz_max=bounds["ritz_max"],
         lambda_min=bounds["lambda_min"],
         eta_lambda_max=plan["h"] ** 2 * lam_max_run / (2.0 * LAMBDA_MAX_INFLATION),
-        lanczos_matvecs=bounds["steps"], rank_curve=rank_curve,
-        loss_curve=rank_curve * settings["sigma2"] / 4.0, resolution=resolution_run,
-        requested_threshold=threshold, drift=out["drift"], drift_stderr=out["drift_stderr"],
+        lanczos_matvecs=bounds["steps"], rank_curve=rank_curve, rank_curve_steps=curve_steps,
+        loss_curve=rank_curve * settings["sigma2"] / 4.0, resolution=outcome.resolution,
+        requested_threshold=tau_run, drift=out["drift"], drift_stderr=out["drift_stderr"],
         stderr_method=out["stderr_method"], backoffs=attempts, backend=be.name,
         target_rse=target_rse, stderr_floor=stderr_floor, stop_reason=out["stop_reason"],
-        threshold_curve=curve, plateau_checks=checks_info, plateau=plateau_info,
-        friction_schedule="held on a plateau" if varying else "constant",
+        accuracy_met=accuracy_met, threshold_curve=curve, plateau_checks=checks_info,
+        plateau=plateau_info, friction_schedule="held on a plateau" if varying else "constant",
     )
-    return RankEstimate(rank=rounded_rank(est, op.n), estimate=est, stderr=err,
-                        threshold=resolution, matvecs=op.matvecs, method="langevin",
-                        converged=converged, info=info)
+    info.update(_outcome_info(outcome, abs_lam_max))
+    return RankEstimate(rank=_clip_rank(est, outcome.interval, op.n), estimate=est, stderr=err,
+                        threshold=outcome.threshold, matvecs=op.matvecs, method="langevin",
+                        converged=converged, info=info, resolution=outcome.resolution,
+                        interval=outcome.interval)

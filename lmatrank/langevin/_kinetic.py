@@ -54,7 +54,8 @@ import numpy as np
 
 from .._errors import ConvergenceWarning
 from ._dynamics import BaoabChains
-from ._modes import baoab_half_count_eigenvalue, baoab_step_matrices
+from ._modes import baoab_half_count_eigenvalue, baoab_step_matrices, baoab_window_filters
+from ._record import TraceRecorder, chain_means, mser_blocks, window_stats
 
 __all__ = ["DEFAULT_TARGET_RSE", "STDERR_FLOOR", "BAOAB_STEP_FACTOR", "FRICTION_FACTOR",
            "RESOLUTION_HORIZON", "PLATEAU_Z", "PLATEAU_SPAN", "PLATEAU_EARLIEST", "P0_VARIANCE",
@@ -270,51 +271,83 @@ def threshold_curve(trace, h, friction, lam_max, *, points=60, squared=False, p0
     return dict(steps=ks, resolution=res, count=count)
 
 
-def _paired_difference(trace, window_fine, window_coarse):
-    """Count of `window_fine` minus that of `window_coarse` (row ranges) and its stderr.
+def _paired_difference(recorder, window_fine, window_coarse):
+    """Count of `window_fine` minus that of `window_coarse` (row ranges, snapped to the
+    recorder's blocks) and its stderr.
 
     With >= 4 chains the per-chain differences are independent (the windows of
     one chain are correlated, across chains they are not), so their spread
     gives the standard error of the difference; with fewer chains the two
     windows' batch-means stderrs are combined.
     """
-    fine = trace[window_fine[0]:window_fine[1]]
-    coarse = trace[window_coarse[0]:window_coarse[1]]
-    c = trace.shape[1]
+    fine, _ = chain_means(recorder, *window_fine)
+    coarse, _ = chain_means(recorder, *window_coarse)
+    c = recorder.c
+    diff = fine - coarse
     if c >= 4:
-        diff = fine.mean(axis=0) - coarse.mean(axis=0)
         return float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(c))
-    _, err_f, _, _, _ = _window_stats(fine)
-    _, err_c, _, _, _ = _window_stats(coarse)
-    return float(fine.mean() - coarse.mean()), math.hypot(err_f, err_c)
+    err_f = _snapped_stats(recorder, window_fine).stderr
+    err_c = _snapped_stats(recorder, window_coarse).stderr
+    return float(diff.mean()), math.hypot(err_f, err_c)
 
 
-def _summary(trace, target_rse, stderr_floor):
-    burn = mser_burn_in(trace.mean(axis=1))
-    est, err, how, drift, drift_err = _window_stats(trace[burn:])
-    rse_ok = est > 0 and err <= max(target_rse * est, stderr_floor)
-    flat = not (drift > 3.0 * drift_err + 0.5 * err)  # no significant upward drift
-    return dict(burn_in=burn, estimate=est, stderr=err, stderr_method=how, drift=drift,
-                drift_stderr=drift_err, rse_ok=rse_ok, flat=flat)
+def _snapped_stats(recorder, window):
+    """Window statistics of rows ``window`` (batch means; the window as a sub-record)."""
+    a, b = window
+    sub = TraceRecorder(recorder.c, max_blocks=recorder.max_blocks)
+    sums, lengths = recorder.pieces()
+    edges = recorder.edges()
+    ia = int(np.searchsorted(edges, a).clip(0, edges.size - 2))
+    ib = int(np.searchsorted(edges, b).clip(ia + 1, edges.size - 1))
+    sub.sums[:ib - ia] = sums[ia:ib]
+    sub.full, sub.block, sub.steps = ib - ia, recorder.block, int(lengths[ia:ib].sum())
+    return window_stats(sub, 0)
+
+
+def _summary(recorder, target_rse, stderr_floor):
+    first = mser_blocks(recorder)
+    w = window_stats(recorder, first)
+    rse_ok = w.estimate > 0 and w.stderr <= max(target_rse * w.estimate, stderr_floor)
+    flat = not (w.drift > 3.0 * w.drift_stderr + 0.5 * w.stderr)  # no significant upward drift
+    return dict(first_block=first, burn_in=w.start, window=w, estimate=w.estimate,
+                stderr=w.stderr, stderr_method=w.method, drift=w.drift,
+                drift_stderr=w.drift_stderr, rse_ok=rse_ok, flat=flat)
+
+
+#: Steps advanced per call of the chains (their rows are streamed into the recorder).
+_CHUNK_STEPS = 2048
+
+
+def _advance(chains, recorder, steps, advance):
+    """Advance `steps` steps in chunks, streaming the observables into `recorder`."""
+    done = 0
+    while done < steps:
+        take = min(_CHUNK_STEPS, steps - done)
+        recorder.push(chains.advance(take, **advance))
+        done += take
 
 
 def run_baoab_estimate(run_op, be, *, lam_max, n_chains, max_steps, sigma2, precond, noise, gen,
                        lam_lo=None, h=None, friction=None, target_rse=DEFAULT_TARGET_RSE, n_steps=None,
                        n_avg=None, progress=None, budget=None, stderr_floor=STDERR_FLOOR,
-                       plateau=False):
-    """Advance BAOAB chains with sequential stopping; return the trace and the summary.
+                       plateau=False, min_steps=0, warn=True):
+    """Advance BAOAB chains with sequential stopping; return the record and the summary.
 
     `max_steps` caps the steps per chain (the budget). With `n_steps` fixed the
-    run is not sequential. Without `lam_lo` (no threshold), `friction` and
-    `n_steps` the run searches for a plateau in stages (module docstring;
-    ``plateau=False`` plans the whole budget at once instead). Raises
-    DivergedRun on divergence.
+    run is not sequential. `min_steps`: no sequential stop before this many steps
+    (the horizon that resolves the requested threshold). Without `lam_lo` (no
+    threshold), `friction` and `n_steps` the run searches for a plateau in stages
+    (module docstring; ``plateau=False`` plans the whole budget at once instead).
+    Raises DivergedRun on divergence.
 
-    The returned dict holds ``trace``, ``burn_in``, ``estimate``, ``stderr``,
-    ``converged``, ``stop_reason``, ``plan``, ``steps``, ``frictions`` (``c``
-    of every step) and, for staged runs, ``stages`` (each stage's window count,
-    its paired difference to the previous stage and whether they agree) and
-    ``plateau`` (None, or the stages of the plateau that stopped the run).
+    The returned dict holds ``record`` (a :class:`._record.TraceRecorder`: memory
+    independent of the run length), ``first_block`` / ``burn_in`` (the averaging
+    window's first block and row), ``window`` (its statistics), ``estimate``,
+    ``stderr``, ``converged``, ``stop_reason``, ``plan``, ``steps``, ``segments``
+    (``(steps, c)`` of every stretch of constant friction) and, for staged runs,
+    ``stages`` (each stage's window count, its paired difference to the previous
+    stage and whether they agree) and ``plateau`` (None, or the stages of the
+    plateau that stopped the run).
     """
     plan = plan_baoab(lam_max=lam_max, n_chains=n_chains,
                       budget_steps=n_steps or max_steps, lam_lo=lam_lo, h=h, friction=friction)
@@ -327,88 +360,94 @@ def run_baoab_estimate(run_op, be, *, lam_max, n_chains, max_steps, sigma2, prec
         from .._progress import RunningChainMean
         tracker = RunningChainMean(0)
     advance = dict(progress=progress, tracker=tracker, budget=budget)
+    recorder = TraceRecorder(n_chains)
     staged = plateau and lam_lo is None and friction is None and n_steps is None
     if staged:
-        out = _run_plateau_search(chains, plan, max_steps, lam_max, target_rse, stderr_floor,
-                                  advance)
+        out = _run_plateau_search(chains, recorder, plan, max_steps, lam_max, target_rse,
+                                  stderr_floor, advance)
     else:
-        out = _run_single_plan(chains, plan, n_steps, max_steps, n_avg, target_rse,
-                               stderr_floor, advance)
-    if n_steps is None and not out["converged"]:
+        out = _run_single_plan(chains, recorder, plan, n_steps, max_steps, n_avg, target_rse,
+                               stderr_floor, advance, min_steps)
+    if warn and n_steps is None and not out["converged"]:
         warnings.warn(
             f"Langevin (BAOAB) stopped at the product budget before reaching target_rse="
             f"{target_rse:g} (or a stderr of {stderr_floor:g}): estimate {out['estimate']:.2f} "
             f"+- {out['stderr']:.2f} (relative {out['stderr'] / max(out['estimate'], 1e-300):.2%})",
             ConvergenceWarning, stacklevel=4)
-    out.update(plan=plan, steps=out["trace"].shape[0])
+    out.update(plan=plan, steps=recorder.steps, record=recorder)
     return out
 
 
-def _run_single_plan(chains, plan, n_steps, max_steps, n_avg, target_rse, stderr_floor, advance):
+def _run_single_plan(chains, recorder, plan, n_steps, max_steps, n_avg, target_rse,
+                     stderr_floor, advance, min_steps=0):
     """One friction for the whole run; checkpoints after ``lambda_lo`` is resolved twice over."""
     total = n_steps or max_steps
     resolve_steps = int(math.ceil(2 * RESOLUTION_HORIZON / (math.sqrt(plan["lambda_lo"]) * plan["h"])))
+    if min_steps:  # the horizon that resolves the requested threshold
+        resolve_steps = int(math.ceil(min_steps))
     first = min(total, max(16, resolve_steps, total // _CHECKPOINTS))
     segments = [first]
     step = max(1, (total - first) // _CHECKPOINTS)
     while sum(segments) < total:
         segments.append(min(step, total - sum(segments)))
-    pieces = []
     stop_reason = "budget end before target_rse was reached"
     met = False
     for seg in segments:
-        pieces.append(chains.advance(seg, **advance))
+        _advance(chains, recorder, seg, advance)
         if n_steps is not None:
             continue
-        trace = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
-        s = _summary(trace, target_rse, stderr_floor)
+        s = _summary(recorder, target_rse, stderr_floor)
         if s["rse_ok"] and s["flat"]:
             met = True
             stop_reason = "target_rse reached with a flat window"
             break
-    trace = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
     if n_steps is not None and n_avg is not None:
-        burn = trace.shape[0] - n_avg
+        first_block = recorder.burn_in_block(recorder.steps - n_avg)
         met = True
         stop_reason = "fixed n_steps/n_avg"
     else:
-        burn = mser_burn_in(trace.mean(axis=1))
+        first_block = mser_blocks(recorder)
         if n_steps is not None:
             met = True
             stop_reason = "fixed n_steps"
-    est, err, how, drift, drift_err = _window_stats(trace[burn:])
-    return dict(trace=trace, burn_in=burn, estimate=est, stderr=err, stderr_method=how,
-                drift=drift, drift_stderr=drift_err, converged=met, stop_reason=stop_reason,
-                frictions=np.full(trace.shape[0], plan["friction"]), stages=None, plateau=None)
+    w = window_stats(recorder, first_block)
+    return dict(first_block=first_block, burn_in=w.start, window=w, estimate=w.estimate,
+                stderr=w.stderr, stderr_method=w.method, drift=w.drift,
+                drift_stderr=w.drift_stderr, converged=met, stop_reason=stop_reason,
+                segments=[(recorder.steps, plan["friction"])], stages=None, plateau=None)
 
 
-def _run_plateau_search(chains, plan, max_steps, lam_max, target_rse, stderr_floor, advance):
+def _run_plateau_search(chains, recorder, plan, max_steps, lam_max, target_rse, stderr_floor,
+                        advance):
     """Whole-budget friction, checkpoints at doubling step counts, plateau test at each."""
     h, base = plan["h"], plan["friction"]
     stop_floor = stderr_floor * PLATEAU_FLOOR_SCALE  # a plateau stop ends the run early
-    pieces, frictions, checks = [], [], []
-    done = 0
+    segments, checks = [], []
     found = None
 
     def run(steps, friction):
-        nonlocal done
         chains.set_friction(friction)
-        pieces.append(chains.advance(steps, **advance))
-        frictions.append(np.full(steps, friction))
-        done += steps
-        return np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+        _advance(chains, recorder, steps, advance)
+        if segments and segments[-1][1] == friction:
+            segments[-1] = (segments[-1][0] + steps, friction)
+        else:
+            segments.append((steps, friction))
 
-    def test(trace, fine, z):
+    def done():
+        return recorder.steps
+
+    def test(fine, z):
         """Count of window `fine` against the two windows before it (each half as long)."""
         a, b = fine
         coarse = [(a // 2, a), (a // 4, a // 2)]
         diffs, ses = [], []
         for win in coarse[:PLATEAU_SPAN]:
-            diff, se = _paired_difference(trace, fine, win)
+            diff, se = _paired_difference(recorder, fine, win)
             diffs.append(diff)
             ses.append(se)
         agrees = all(abs(d) <= z * e for d, e in zip(diffs, ses))
-        return agrees, dict(step=b, window=fine, count=float(trace[a:b].mean()),
+        means, _ = chain_means(recorder, a, b)
+        return agrees, dict(step=b, window=fine, count=float(means.mean()),
                             differences=diffs, differences_stderr=ses, agrees=bool(agrees))
 
     checkpoints = [max_steps]
@@ -417,16 +456,16 @@ def _run_plateau_search(chains, plan, max_steps, lam_max, target_rse, stderr_flo
         checkpoints.append(checkpoints[-1] // 2)
     checkpoints = checkpoints[::-1]
     for k in checkpoints:
-        if k <= done:
+        if k <= done():
             continue
-        trace = run(k - done, base)
+        run(k - done(), base)
         if k >= max_steps:
             break
-        agrees, rec = test(trace, (k // 2, k), PLATEAU_Z)
+        agrees, rec = test((k // 2, k), PLATEAU_Z)
         checks.append(rec)
         if not agrees:
             continue
-        summary = _summary(trace, target_rse, stop_floor)
+        summary = _summary(recorder, target_rse, stop_floor)
         if summary["rse_ok"] and summary["flat"]:
             found = rec
             break
@@ -443,35 +482,70 @@ def _run_plateau_search(chains, plan, max_steps, lam_max, target_rse, stderr_flo
         lam_hold = max((RESOLUTION_HORIZON / (k * h)) ** 2, plan["lambda_lo"])
         hold_friction = math.exp(-FRICTION_FACTOR * math.sqrt(lam_hold) * h)
         rec.update(hold_lambda=lam_hold, held=0)
-        hold_end = min(max_steps, done + int(_HOLD_MAX * k))
+        hold_end = min(max_steps, done() + int(_HOLD_MAX * k))
         segment = max(_MIN_STAGE_STEPS, int(_HOLD_FRACTION * k))
-        while done < hold_end:
-            trace = run(min(segment, hold_end - done), hold_friction)
+        while done() < hold_end:
+            run(min(segment, hold_end - done()), hold_friction)
             rec["held"] += 1
-            agrees, again = test(trace, (k // 2, done), PLATEAU_RETEST_Z)
+            agrees, again = test((k // 2, done()), PLATEAU_RETEST_Z)
             rec["retest"] = again
             if not agrees:
                 break
-            summary = _summary(trace, target_rse, stop_floor)
+            summary = _summary(recorder, target_rse, stop_floor)
             if summary["rse_ok"] and summary["flat"]:
                 found = rec
                 break
         if found is not None:
             break
-        if done >= max_steps:
+        if done() >= max_steps:
             break
-    if done < max_steps and found is None:
-        trace = run(max_steps - done, base)
-    trace = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
-    summary = _summary(trace, target_rse, stderr_floor)
+    if done() < max_steps and found is None:
+        run(max_steps - done(), base)
+    summary = _summary(recorder, target_rse, stderr_floor)
     if found is not None:
         met, stop_reason = True, "plateau"
     else:
         met = summary["rse_ok"] and summary["flat"]
         stop_reason = ("budget end, no plateau" + ("" if met else
                                                    " (target_rse or a flat window not reached)"))
-    return dict(trace=trace, burn_in=summary["burn_in"], estimate=summary["estimate"],
-                stderr=summary["stderr"], stderr_method=summary["stderr_method"],
-                drift=summary["drift"], drift_stderr=summary["drift_stderr"], converged=met,
-                stop_reason=stop_reason, frictions=np.concatenate(frictions), stages=checks,
-                plateau=found)
+    summary.update(converged=met, stop_reason=stop_reason, segments=segments, stages=checks,
+                   plateau=found)
+    return summary
+
+
+def segment_frictions(segments):
+    """Per-step frictions ``c`` of a run given as ``(steps, c)`` segments (length: steps)."""
+    return np.concatenate([np.full(int(k), float(c)) for k, c in segments]) if segments \
+        else np.zeros(0)
+
+
+def threshold_curve_from_record(recorder, h, segments, lam_max, *, points=60, squared=False,
+                                p0_variance=1.0):
+    """:func:`threshold_curve` of a streamed run: the count of the windows ``[k/2, k]``
+    (snapped to the recorder's blocks) against the half-count eigenvalue after ``k`` steps."""
+    n = recorder.steps
+    ks = np.unique(np.geomspace(4, max(n, 5), points).astype(int))
+    ks = ks[ks <= n]
+    if len(segments) == 1:
+        half = baoab_half_count_eigenvalue(h, float(segments[0][1]), int(ks[-1]),
+                                           lam_max=lam_max, grid=160, p0_variance=p0_variance) \
+            if ks[-1] <= 50_000 else None
+    else:
+        half = half_count_schedule(h, segment_frictions(segments)[:int(ks[-1])],
+                                   lam_max=lam_max, grid=160, p0_variance=p0_variance)
+    if half is None:  # long runs: the half-count point of each window's filter
+        res = np.array([_window_half_count(h, segments, lam_max, (k // 2, k), p0_variance)
+                        for k in ks])
+    else:
+        res = half[ks - 1]
+    count = np.array([chain_means(recorder, k // 2, k)[0].mean() for k in ks])
+    if squared:
+        res = np.sqrt(res)
+    return dict(steps=ks, resolution=res, count=count)
+
+
+def _window_half_count(h, segments, lam_max, window, p0_variance=1.0, grid=160):
+    lams = lam_max * np.logspace(-14, 0, grid)
+    f = baoab_window_filters(lams, h, segments, [window], p0_variance=p0_variance)[0]
+    above = np.flatnonzero(f >= 0.5)
+    return float(lams[above[0]]) if above.size else math.inf

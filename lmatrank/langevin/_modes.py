@@ -31,7 +31,8 @@ import math
 import numpy as np
 
 __all__ = ["baoab_mean_curve", "baoab_step_matrices", "baoab_stationary_covariance",
-           "baoab_integrated_autocorrelation", "em_mean_curve", "baoab_half_count_eigenvalue"]
+           "baoab_integrated_autocorrelation", "em_mean_curve", "baoab_half_count_eigenvalue",
+           "em_window_filters", "baoab_window_filters"]
 
 
 def baoab_step_matrices(lam, h, c):
@@ -141,4 +142,122 @@ def baoab_half_count_eigenvalue(h, c, n_steps, *, lam_max, p0_variance=1.0, grid
     any_half = half.any(axis=1)
     first = np.argmax(half, axis=1)
     out[any_half] = lams[first[any_half]]
+    return out
+
+
+def em_window_filters(lam, eta, windows, *, corrected=True):
+    """Expected window means of one EM mode's rank observable, shape ``(K, len(lam))``.
+
+    Row ``k`` of an EM trace is the observable of the state after ``k`` updates from
+    ``theta_0 = 0``; its mean per mode is ``phi_k = 1 - r^k`` with ``r = (1 - eta
+    lam)^2`` (corrected observable) or ``2 (1 - r^k) / (2 - eta lam)`` (uncorrected:
+    the paper's, biased upwards near the stability limit). Entry ``(j, i)`` is the mean
+    of ``phi_k(lam_i)`` over the rows ``a_j <= k < b_j`` of ``windows[j] = (a_j, b_j)``
+    (closed-form geometric sums; exact for negative ``lam`` too).
+
+    >>> import numpy as np
+    >>> lam = np.array([0.0, 0.3, 1.0])
+    >>> f = em_window_filters(lam, 1.0, [(0, 1), (2, 3), (0, 4)])
+    >>> rows = 1.0 - (1.0 - lam) ** (2 * np.arange(4))[:, None]
+    >>> bool(np.allclose(f, [rows[0], rows[2], rows[:4].mean(axis=0)]))
+    True
+    """
+    lam = np.atleast_1d(np.asarray(lam, dtype=np.float64))
+    x = eta * lam
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        lg = 2.0 * np.where(x < 1.0, np.log1p(-np.minimum(x, 1.0 - 1e-300)),
+                            np.log(np.abs(x - 1.0)))  # log r (-inf at x = 1: r = 0)
+    out = np.empty((len(windows), lam.size))
+    for j, (a, b) in enumerate(windows):
+        length = float(b - a)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+            ratio = np.where(lg == 0.0, length, np.expm1(length * lg) / np.expm1(lg))
+            ra = np.where(a == 0, 1.0, np.exp(a * lg))
+            total = length - ra * ratio  # sum_{k=a}^{b-1} 1 - r^k
+        total = np.where(np.isneginf(lg), length - (1.0 if a == 0 else 0.0), total)
+        out[j] = total / length
+    if not corrected:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out *= 2.0 / (2.0 - x)
+    return out
+
+
+def _affine_baoab(lam, h, c):
+    """6x6 affine map of one BAOAB step on ``(vec Sigma, 1, running sum of lam Sigma_qq)``."""
+    M, b = baoab_step_matrices(lam, h, c)
+    m = lam.size
+    K = np.einsum("mij,mkl->mikjl", M, M).reshape(m, 4, 4)  # vec(M X M^T) = (M kron M) vec X
+    bb = (b[:, :, None] * b[:, None, :]).reshape(m, 4)
+    A = np.zeros((m, 6, 6))
+    A[:, :4, :4] = K
+    A[:, :4, 4] = bb
+    A[:, 4, 4] = 1.0
+    A[:, 5, :4] = lam[:, None] * K[:, 0, :]
+    A[:, 5, 4] = lam * bb[:, 0]
+    A[:, 5, 5] = 1.0
+    return A
+
+
+def baoab_window_filters(lam, h, segments, windows, *, p0_variance=1.0):
+    """Expected window means of one BAOAB mode's rank observable, shape ``(K, len(lam))``.
+
+    The run starts at ``q_0 = 0``, ``p_0 ~ N(0, p0_variance T)`` and row ``k`` of its
+    trace is ``lam q^2 / T`` after ``k + 1`` steps (:class:`._dynamics.BaoabChains`).
+    `segments` is a list of ``(steps, c)``: the friction ``c = exp(-gamma h)`` of each
+    stretch of the run. Entry ``(j, i)`` is the mean of the exact per-mode mean over rows
+    ``a_j <= k < b_j`` of ``windows[j] = (a_j, b_j)``: the covariance recursion
+    ``Sigma' = M Sigma M^T + b b^T`` with a running sum, as one affine map whose powers
+    are taken by repeated squaring (cost ``O(log steps)`` per window, any run length).
+
+    >>> import numpy as np
+    >>> lam = np.array([1e-4, 0.01, 0.5])
+    >>> f = baoab_window_filters(lam, 1.9, [(300, 0.9)], [(0, 1), (99, 300)])
+    >>> rows = baoab_mean_curve(lam, 1.9, 0.9, 300, per_mode=True)
+    >>> bool(np.allclose(f, [rows[0], rows[99:].mean(axis=0)]))
+    True
+    """
+    lam = np.atleast_1d(np.asarray(lam, dtype=np.float64))
+    m = lam.size
+    times = sorted({int(t) for w in windows for t in w})  # row index r <-> r steps done
+    state = np.zeros((m, 6))
+    state[:, 3] = p0_variance
+    state[:, 4] = 1.0
+    acc = {}
+    done, ti = 0, 0
+    while ti < len(times) and times[ti] <= 0:
+        acc[times[ti]] = np.zeros(m)
+        ti += 1
+    for steps, c in segments:
+        end = done + int(steps)
+        if ti >= len(times):
+            break
+        A = _affine_baoab(lam, h, float(c))
+        powers = [A]  # powers[k] = A^(2^k), built as needed
+        while ti < len(times) and times[ti] <= end:
+            delta = times[ti] - done
+            k = 0
+            while delta:
+                if k == len(powers):
+                    powers.append(powers[-1] @ powers[-1])
+                if delta & 1:
+                    state = np.einsum("mij,mj->mi", powers[k], state)
+                delta >>= 1
+                k += 1
+            done = times[ti]
+            acc[done] = state[:, 5].copy()
+            ti += 1
+        if done < end and ti < len(times):  # carry the state to the end of the segment
+            delta = end - done
+            k = 0
+            while delta:
+                if k == len(powers):
+                    powers.append(powers[-1] @ powers[-1])
+                if delta & 1:
+                    state = np.einsum("mij,mj->mi", powers[k], state)
+                delta >>= 1
+                k += 1
+            done = end
+    out = np.empty((len(windows), m))
+    for j, (a, b) in enumerate(windows):
+        out[j] = (acc[int(b)] - acc[int(a)]) / float(b - a)
     return out

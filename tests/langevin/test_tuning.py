@@ -81,10 +81,12 @@ def test_gapped_spectrum_stops_on_a_plateau_before_the_budget():
                         plateau=True)
     default = estimate_rank(A, method="langevin", rng=3, max_matvecs=12000, target_rse=0.01)
     assert default.info["stop_reason"] != "plateau"
-    assert est.info["stop_reason"] == "plateau" and est.converged
+    assert est.info["stop_reason"] == "plateau" and est.info["accuracy_met"]
     assert est.matvecs < 0.75 * 12000
     plateau = est.info["plateau"]
-    assert est.threshold == plateau["bottom"] < plateau["top"] < 0.3
+    assert plateau["bottom"] < plateau["top"] < 0.3
+    # the count refers to numpy's default threshold: the bracket holds it, honestly wide
+    assert est.interval[0] <= 60 <= est.interval[1]
     assert abs(est.estimate - 60) <= 5 * est.stderr
 
 
