@@ -33,11 +33,10 @@ def test_auto_answers_small_explicit_matrices_exactly(kind):
 
 
 def test_auto_weighs_the_sketch_against_densifying_an_operator():
-    # an operator costs n products to densify: after the pilot the sketch (about 70
-    # products) is predicted cheaper than 300 products plus eigvalsh
+    # an operator costs n products to densify, a sketch of a rank-40 matrix about 64
     G = np.random.default_rng(0).standard_normal((300, 40))
     est = estimate_rank(aslinearoperator(G @ G.T), method="auto", rng=1, rtol=1e-9)
-    assert est.info["choice"] == "sketch" and "pilot rank ~40" in est.info["reason"]
+    assert est.info["choice"] == "sketch" and est.matvecs < 300
     assert est.rank == 40 and est.interval == (40, 40) and est.converged
 
 
