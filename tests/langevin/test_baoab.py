@@ -105,7 +105,7 @@ def test_sequential_stopping_saves_products_and_budget_end_warns():
                           target_rse=0.02, rtol=1e-2)
     assert loose.converged and loose.matvecs < 0.75 * 20000
     assert loose.interval[0] <= 40 <= loose.interval[1]
-    with pytest.warns(ConvergenceWarning, match="target_rse"):
+    with pytest.warns(ConvergenceWarning, match="max_matvecs"):
         tight = estimate_rank(A, method="langevin", rng=0, scheme="baoab", max_matvecs=1200,
                               target_rse=1e-5, rtol=1e-2)
     assert not tight.converged and tight.interval[0] <= 40 <= tight.interval[1]
