@@ -12,7 +12,7 @@ Langevin dynamics (Bar, Mulayoff, Michaeli & Talmon, AAAI 2024):
 from ._api import available_methods, estimate_rank, register_method
 from ._errors import BudgetError, ConvergenceWarning, DivergenceError
 from ._result import RankEstimate
-from .langevin import hessian_rank  # issue 7: gradient-only Hessian rank (Algorithm 1)
+from .langevin import hessian_rank  # gradient-only Hessian rank (the paper's Algorithm 1)
 from . import operators, theory  # noqa: E402  (public submodules)
 
 __version__ = "0.1.0"

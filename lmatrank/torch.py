@@ -269,8 +269,9 @@ class HessianOperator:
     >>> H = ModelLoss(model, torch.nn.functional.mse_loss, (X, torch.zeros(10, 1))).hessian_operator()
     >>> H.matmat(np.eye(4)).round(3)[:, 0]                  # first column of 2 X^T X / 10
     array([1., 1., 0., 0.])
-    >>> lmatrank.estimate_rank(H, method="sketch", rng=0).rank   # X has rank 2
-    2
+    >>> est = lmatrank.estimate_rank(H, method="sketch", rtol=1e-8, rng=0)
+    >>> est.rank, est.converged                        # X has rank 2
+    (2, True)
     """
 
     def __init__(self, model_loss, theta):

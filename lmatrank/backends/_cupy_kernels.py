@@ -25,7 +25,7 @@ Kernels
     order of the numpy backend, ``theta - eta*gs + noise_std*xi``, so no fused
     multiply-add changes the rounding.
 ``lmr_baoab_step_<T>``
-    One fused preconditioned BAOAB step (Leimkuhler–Matthews; DESIGN §4.5) as
+    One fused preconditioned BAOAB step (Leimkuhler–Matthews; docs/numerics.md, "Kinetic Langevin") as
     defined by ``NumpyBackend.baoab_update`` (merged half kicks), same layout;
     reduces ``q^T S q`` of the incoming state.
 ``lmr_reduce_partials``

@@ -11,7 +11,8 @@ def rademacher(gen: np.random.Generator, shape, dtype=np.float64) -> np.ndarray:
     """Independent +-1 entries (zero mean, unit variance) from random bytes.
 
     Eight signs per random byte: about ten times cheaper than Gaussian draws,
-    and the mean of any quadratic observable is the same (DESIGN §4.2).
+    and the mean of any quadratic observable is the same (docs/theory.md, "Noise:
+    Rademacher instead of Gaussian").
 
     Examples
     --------

@@ -629,8 +629,8 @@ def _haar_orthogonal(d, rng):
 def random_minimum(d, depth=5, *, rng=None, dtype=np.float64):
     """A random global minimum of a square depth-`depth` linear network (paper protocol).
 
-    Follows the "Linear Networks" protocol of Bar et al. (AAAI 2024)
-    (DESIGN.md section 5): ``Sigma_x = I``, ``Sigma_yx = R R^T / sqrt(d)`` with
+    Follows the "Linear Networks" protocol of Bar et al. (AAAI 2024), also
+    described in docs/numerics.md: ``Sigma_x = I``, ``Sigma_yx = R R^T / sqrt(d)`` with
     ``R`` a standard Gaussian ``d x d`` matrix, ``T = Sigma_yx Sigma_x^-1``,
     ``T^(1/M)`` the symmetric PSD root from :func:`numpy.linalg.eigh`, ``P`` a
     Haar orthogonal matrix (QR of a Gaussian with sign fix) and

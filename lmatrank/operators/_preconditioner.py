@@ -6,7 +6,7 @@ the noise. Only the noise *covariance* enters the mean of the quadratic
 observable, so any factor works — the symmetric root ``G^(1/2)`` (diagonal
 case) and the Cholesky factor (dense case) give identical expectations.
 
-Accepted forms (decision recorded here, DESIGN §2 leaves it open):
+Accepted forms:
 
 - ``None``: ``G = I``;
 - a positive 1-D vector ``g``: ``G = diag(g)`` (Adam-style);
