@@ -58,7 +58,8 @@ class InputError(ValueError):
 
 def default_max_memory():
     """The default memory cap of :func:`load_matrix`: a quarter of the physical memory
-    (4 GiB where the platform does not say).
+    (4 GiB where the platform does not say), at most half of an address-space limit
+    (``ulimit -v``).
 
     >>> default_max_memory() > 0
     True
@@ -67,7 +68,16 @@ def default_max_memory():
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
         total = 0
-    return int(total // 4) if total > 0 else 4 * 2**30
+    cap = int(total // 4) if total > 0 else 4 * 2**30
+    try:  # an address-space limit (ulimit -v) lowers the cap to half of it
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit not in (resource.RLIM_INFINITY, -1) and limit > 0:
+            cap = min(cap, limit // 2)
+    except (ImportError, OSError, ValueError):
+        pass
+    return cap
 
 
 def _bytes(n):
@@ -195,8 +205,8 @@ def _load_mtx(path, fh, size, max_memory, gz):
     except (OSError, EOFError, gzip.BadGzipFile):
         raise InputError(f"{path} is not a readable gzip file") from None
     if field == "complex":
-        raise TypeError(f"{path} holds a complex matrix; lmatrank estimates the rank of real "
-                        "symmetric matrices")
+        raise InputError(f"{path} holds a complex matrix; lmatrank estimates the rank of real "
+                         "symmetric matrices")
     rows, cols = sizes[0], sizes[1]
     room = (size * _GZIP_MAX_RATIO) if gz else (size - used)
     if layout == "coordinate":
@@ -253,8 +263,6 @@ def load_matrix(path, *, max_memory=None):
     ValueError
         Unknown extension, not a regular file, unreadable, truncated, malformed or
         too large file (:class:`InputError`, a ValueError subclass).
-    TypeError
-        A complex Matrix Market file.
 
     Examples
     --------
@@ -286,7 +294,7 @@ def load_matrix(path, *, max_memory=None):
                 matrix = _load_npz(path, fh, max_memory)
             else:
                 matrix = _load_mtx(path, fh, size, max_memory, gz=name.endswith(".gz"))
-        except (InputError, TypeError):
+        except InputError:
             raise
         except MemoryError:
             raise InputError(f"{path}: out of memory while reading it (lower --max-memory "
