@@ -11,7 +11,11 @@ and ``info``.
 
 import sys
 
-from ._cli import default_problem, load_matrix, main
+try:
+    from ._cli import default_problem, load_matrix, main
+except KeyboardInterrupt:  # Ctrl-C while the numerical libraries load: no traceback
+    sys.stderr.write("lmatrank: interrupted\n")
+    sys.exit(130)
 
 __all__ = ["default_problem", "load_matrix", "main"]
 
