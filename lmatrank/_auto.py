@@ -74,6 +74,9 @@ DEFAULT_MAX_MEMORY = 1 << 30
 DEFAULT_MAX_FLOPS = 5e11
 #: Steps of the single-chain BAOAB pilot that gives the rough rank.
 PILOT_STEPS = 300
+#: Backend of the pilot when none is given: a single chain gains little from compiled
+#: kernels, and compiling them costs seconds on first use.
+PILOT_BACKEND = "numpy"
 #: Columns of the first sketch block.
 FIRST_BLOCK = 32
 #: Surplus columns that make the sketch rank deficient (its stopping rule).
@@ -251,7 +254,8 @@ def auto_rank(op, *, rtol=None, atol=None, rng=None, max_matvecs=None, target_rs
                 try:
                     p = langevin_rank(op, rtol=rtol, atol=atol, rng=pilot_gen, scheme="baoab",
                                       n_chains=1, max_matvecs=int(pilot_budget), target_rse=0.05,
-                                      lanczos_steps=min(n, 30), backend=backend)
+                                      lanczos_steps=min(n, 30),
+                                      backend=PILOT_BACKEND if backend is None else backend)
                     rough = (p.estimate, p.stderr)
                     pilot["langevin"] = dict(estimate=p.estimate, stderr=p.stderr,
                                              matvecs=p.matvecs, resolution=p.resolution)
