@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import lmatrank
@@ -33,7 +33,23 @@ from lmatrank.testing._conformance import CHECKS
 
 # (method, check) -> why it fails today: the method's own bug, reported to its owner. These
 # parametrizations are xfail(strict=False); empty the dict as the methods are fixed.
-KNOWN_FAILING: dict[tuple[str, str], str] = {}
+_ZERO = ("the zero matrix with atol given reports threshold 0 instead of atol "
+         "(count_threshold's rule); n=1 zero matrix is the first example of every check")
+_SIGN = "converged=True but rank 0 != 1 on the 1x1 matrix [-1] at rtol=2e-8 (negative input)"
+KNOWN_FAILING: dict[tuple[str, str], str] = {
+    **{(m, c): _ZERO for m in ("chebyshev", "kpm", "slq")
+       for c in ("rtol", "atol", "rtol and atol", "float32", "sparse", "LinearOperator",
+                 "laplacian", "structured", "reproducible")},
+    ("chebyshev", "indefinite"): _SIGN,
+    ("kpm", "indefinite"): _SIGN,
+    **{(m, "fields"): "threshold_source missing from info or fields untyped on some draws"
+       for m in ("chebyshev", "kpm", "slq")},
+    ("langevin", "indefinite"): "converged=True but rank 3 != 4 (n=5, inertia (0, 4, 1), "
+                                "rtol=6.5e-5, interval (2, 5) wider than the converged width)",
+    ("langevin", "structured"): "converged=True but rank 5 != 4 (linear network d=2 depth=2 as "
+                                "LinearOperator, rtol=3.2e-10, interval (4, 8))",
+    ("auto", "budget"): "max_matvecs=2 does not raise BudgetError",
+}
 
 # Per-method settings: options passed to every call, the largest order drawn, the examples
 # per check, the relative accuracy of the method's |lambda|_max (threshold check) and the
@@ -44,9 +60,9 @@ METHOD_SETTINGS = {
                  tiny_budget=dict(max_matvecs=2)),
     "langevin": dict(options=dict(max_matvecs=4000), max_n=10, examples=5,
                      threshold_rtol=0.05, tiny_budget=dict(max_matvecs=5)),
-    "chebyshev": dict(options=dict(max_matvecs=4000), max_n=10, examples=5,
+    "chebyshev": dict(options=dict(max_matvecs=1500), max_n=10, examples=5,
                       threshold_rtol=0.05, tiny_budget=dict(max_matvecs=5)),
-    "kpm": dict(options=dict(max_matvecs=4000), max_n=10, examples=5, threshold_rtol=0.05,
+    "kpm": dict(options=dict(max_matvecs=1500), max_n=10, examples=5, threshold_rtol=0.05,
                 tiny_budget=dict(max_matvecs=5)),
     "slq": dict(options=dict(max_matvecs=4000), max_n=10, examples=5, threshold_rtol=0.05,
                 tiny_budget=dict(max_matvecs=5)),
@@ -72,7 +88,11 @@ def _is_builtin(entry):
 
 
 BUILTIN = sorted(name for name, entry in _METHODS.items() if _is_builtin(entry))
-FAST = settings(deadline=None, derandomize=True, database=None,
+# the drawn orders are small already: no shrinking (a failing method would spend minutes on it)
+CONTRACT = settings(deadline=None, derandomize=True, database=None, print_blob=False,
+                    phases=[Phase.explicit, Phase.generate],
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FAST = settings(deadline=None, derandomize=True, database=None, report_multiple_bugs=False,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -120,8 +140,8 @@ def test_contract_on_known_rank_problems(method, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", lmatrank.ConvergenceWarning)
         check_rank_estimator(_estimator(method), checks=[check], exact=False,
-                             max_n=cfg["max_n"], max_examples=cfg["examples"],
-                             threshold_rtol=cfg["threshold_rtol"])
+                             max_n=cfg["max_n"], threshold_rtol=cfg["threshold_rtol"],
+                             settings=settings(CONTRACT, max_examples=cfg["examples"]))
 
 
 @pytest.mark.parametrize("method", _methods("fields"))
@@ -157,7 +177,7 @@ def test_default_threshold_follows_the_numpy_rule(method):
     """No rtol/atol: n eps(dtype) |lambda|_max, raised to the product noise where higher."""
     cfg = METHOD_SETTINGS[method]
 
-    @settings(FAST, max_examples=max(3, cfg["examples"] // 2))
+    @settings(FAST, max_examples=max(2, cfg["examples"] // 2))
     @given(symmetric_matrices(n=st.integers(2, cfg["max_n"]), rank=st.integers(1, 2),
                               dtype=st.sampled_from([np.float64, np.float32])))
     def run(p):
