@@ -24,7 +24,7 @@ OPTIONAL_DEPENDENCIES = ("torch", "cupy", "matplotlib", "tqdm")
 KNOWN_DOCTEST_FAILURES = {}  # module name -> reason (none at present)
 KNOWN_WITHOUT_EXAMPLE: set[str] = set()  # every public name has a runnable example
 PUBLIC_MODULES = ["lmatrank", "lmatrank.operators", "lmatrank.langevin", "lmatrank.spectral",
-                  "lmatrank.theory", "lmatrank.backends", "lmatrank.torch"]
+                  "lmatrank.theory", "lmatrank.backends", "lmatrank.torch", "lmatrank.testing"]
 
 
 def _all_modules():
