@@ -2,11 +2,9 @@
 
 import numpy as np
 import pytest
+from numba import njit
 
-numba = pytest.importorskip("numba")
-from numba import njit  # noqa: E402
-
-from lmatrank.backends import _simd as simd  # noqa: E402
+from lmatrank.backends import _simd as simd
 
 L = simd.LANES
 
