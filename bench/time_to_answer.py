@@ -18,8 +18,9 @@ others 1e-10 (the nets' smallest nonzero eigenvalue is far above both).
 ``scipy.linalg.interpolative.estimate_rank`` returns the rank plus one on
 exactly low-rank input (it stops one vector after the range is exhausted):
 "agrees" accepts that. Dense methods are skipped where the dense matrix
-exceeds ``--max-dense`` (default 6,000) rows; scipy ID is skipped on the
-full-rank case (``O(n^3)`` Gram-Schmidt, minutes).
+exceeds ``--max-dense`` (default 6,000) rows; scipy ID and the sketch are
+skipped on the full-rank case (both grow to ``n`` columns: ``O(n^3)`` work in
+matrix products or Gram-Schmidt, minutes; ``auto`` is what answers there).
 
 Writes ``bench/results/time_to_answer/time_to_answer.{json,md}`` and
 ``docs/benchmarks_time.md``.
@@ -142,7 +143,7 @@ def main(argv=None):
         full_rank = truth == n
         todo = [m for m in methods
                 if not (m in ("matrix_rank", "eigvalsh") and dense is None)
-                and not (m == "scipy_id" and full_rank)]
+                and not (m in ("scipy_id", "sketch") and full_rank)]
         times = {m: [] for m in todo}
         answers = {}
         for rep in range(args.reps):
@@ -209,7 +210,7 @@ def markdown(payload):
         "(lmatrank on the linear nets: its default, numpy's rule); scipy's "
         "`interpolative.estimate_rank` (through a `LinearOperator`) reports rank + 1 on exactly "
         "low-rank input, which counts as agreeing. `-`: not run (dense matrix above "
-        f"{cfg['max_dense']:,} rows, or scipy ID on the full-rank case). Total run time "
+        f"{cfg['max_dense']:,} rows, or scipy ID and the sketch on the full-rank case). Total run time "
         f"{payload['elapsed_s'] / 60:.1f} min.\n\n"
         + C.markdown_table(headers, table))
 
