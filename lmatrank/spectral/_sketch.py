@@ -588,6 +588,7 @@ def grow_sketch(sketch, *, rtol, atol, first, block_size, growth, oversample, wi
     converged = False
     mu = None
     last_solve = 0
+    first_stop = 0
     while True:
         k = sketch.width
         if k > 0 and (k - sketch.rank >= oversample or k >= n):
@@ -595,8 +596,11 @@ def grow_sketch(sketch, *, rtol, atol, first, block_size, growth, oversample, wi
                 mu = sketch.eigenvalues()
                 last_solve = k
                 tau, _ = _threshold(sketch, mu, rtol, atol)
-                _, candidates, _ = _nystrom_reading(sketch, mu, tau)
-                if k - candidates >= oversample:
+                _, candidates, resolution = _nystrom_reading(sketch, mu, tau)
+                first_stop = first_stop or k
+                # more surplus columns sharpen the certificate: grow up to twice the width
+                # at which the sketch first looked deficient, then report what is known
+                if k - candidates >= oversample and (resolution <= tau or k >= 2 * first_stop):
                     converged = True
                     break
                 sketch.rank = max(candidates, k - oversample + 1)
