@@ -1,4 +1,4 @@
-"""Acceptance of issue #4: accuracy of the default methods on held-out problems.
+"""Acceptance targets: accuracy of the default methods on held-out problems.
 
 Usage::
 
@@ -202,7 +202,7 @@ def figure(result, path):
 
 
 def markdown(result, argv):
-    lines = ["# Accuracy of the defaults (issue #4 acceptance)\n",
+    lines = ["# Accuracy of the defaults (acceptance targets)\n",
              f"Command: `{C.command_line(NAME, argv)}`  \n"
              f"Machine: {C.machine_line(result['machine'])}\n",
              "Default settings, `max_matvecs=15000` per estimate, held-out paper-protocol minima "

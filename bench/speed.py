@@ -1,4 +1,4 @@
-"""Speed benchmark: numpy reference vs Numba backend, per Langevin step (issue 5).
+"""Speed benchmark: numpy reference vs Numba backend, per Langevin step.
 
 Usage::
 
@@ -416,7 +416,7 @@ def markdown(result):
               C.fmt(r.get("mean_distance_before"), 0), C.fmt(r.get("mean_distance_after"), 0),
               C.fmt(r["plan_seconds"], 2)] for r in result["reorder"]]))
     acc = result["acceptance"]
-    lines.append("\nAcceptance ratios (issue 5) at the largest size of this run:\n")
+    lines.append("\nAcceptance ratios at the largest size of this run:\n")
     acc_rows = []
     for key in sorted(acc.get("step_speedup", {})):
         acc_rows.append([key, C.fmt(acc["step_speedup"][key], 2),

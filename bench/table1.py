@@ -1,6 +1,6 @@
 """Paper Table 1 / Fig. 2: rank of deep-linear-network Hessians at random global minima.
 
-Protocol (DESIGN §5, "Linear Networks" section of Bar, Mulayoff, Michaeli &
+Protocol (docs/numerics.md; "Linear Networks" section of Bar, Mulayoff, Michaeli &
 Talmon, AAAI 2024): depth 5, square d x d layers, Sigma_x = I, a random global
 minimum per instance (:meth:`lmatrank.operators.LinearNetworkHessian.random_minimum`),
 Hessian-vector products by identity (26), true rank d^2. Every method is called
@@ -27,7 +27,7 @@ from . import _common as C
 
 __all__ = ["main", "PAPER_TABLE1", "run_instance"]
 
-#: Published reference values (paper Table 1 and notes/ubaru_saad.md), for comparison only.
+#: Published reference values (the paper's Table 1), for comparison only.
 PAPER_TABLE1 = {
     8: dict(ld_nrmse=6.9, us_nrmse=12.2, us_mean=56.2),
     16: dict(ld_nrmse=2.8, us_nrmse=18.5, us_mean=208.7),

@@ -12,7 +12,7 @@ The randomized sketch (Meier & Nakatsukasa, LAA 2024, arXiv:2105.07388;
 needs only ``r + p`` products, but ``O(n (r + p))`` memory and
 ``O(n (r + p)^2)`` dense flops; BAOAB Langevin (:mod:`lmatrank.langevin._kinetic`)
 needs ``O(n)`` memory per chain and a fixed product budget whatever the rank
-(notes/langevin_numerics.md §4–5). The decision never commits large work
+(docs/numerics.md, "When a randomized sketch is cheaper"). The decision never commits large work
 before it knows the work fits:
 
 1. **Whole sketch fits.** If even a full-width sketch (``n`` columns) fits the

@@ -335,7 +335,7 @@ def default_problem(seed=0):
     """The built-in default problem: the paper-protocol linear-network Hessian.
 
     A depth-5 linear network with square 32 x 32 layers at a random global
-    minimum (DESIGN §5); the Hessian has order ``5 * 32**2 = 5120`` and rank
+    minimum (docs/numerics.md, "The linear-network benchmark protocol"); the Hessian has order ``5 * 32**2 = 5120`` and rank
     exactly ``32**2 = 1024``.
 
     Examples

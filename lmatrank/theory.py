@@ -47,7 +47,7 @@ scalar AR(1) chains ``x' = a x + sqrt(eta) sigma xi`` with
 ``a = 1 - eta lambda``. :func:`em_expected_rank`, :func:`em_stationary_rank`,
 :func:`em_filter`, :func:`em_resolution`, :func:`em_rank_variance` and
 :func:`em_autocorrelation_time` are exact consequences of that recursion
-(derivations in the docstrings and in ``notes/langevin_numerics.md``).
+(derivations in the docstrings, docs/theory.md and docs/numerics.md).
 
 Note on Theorem 1 as printed
 ----------------------------
@@ -1133,7 +1133,7 @@ def em_rank_variance(eigenvalues, eta, k_burn, n_avg, *, stationary=True):
     for ``m >= j``; Isserlis gives ``Cov(x_j^2, x_m^2) = 2 r^(m-j) v_j^2``. The
     corrected weight ``lambda(2 - eta lambda)/sigma^2 = 1/s`` normalises the mode
     to ``y_j = x_j^2/s`` with ``Cov(y_j, y_m) = 2 r^|j-m| (1 - r^min(j,m))^2``. So
-    the formula above (also in ``notes/langevin_numerics.md`` §3) is for the
+    the formula above (also in docs/numerics.md, "Euler–Maruyama: variance and step size") is for the
     *corrected* observable: each stationary mode has variance exactly 2. The
     uncorrected observable weighs mode ``i`` by ``2/(2 - eta lambda_i)`` more, so
     its variance terms carry an extra factor ``4/(2 - eta lambda_i)^2``. Modes

@@ -1,4 +1,4 @@
-"""estimate_rank: contract of DESIGN §2 (fields, options, errors, exact method)."""
+"""estimate_rank: the public contract (fields, options, errors, exact method)."""
 
 import numpy as np
 import pytest

@@ -18,8 +18,8 @@ import pytest
 import lmatrank
 
 PACKAGE_DIR = Path(lmatrank.__file__).parent
-OPTIONAL_DEPENDENCIES = ("torch", "cupy", "matplotlib", "tqdm")
-# Known gaps, reported to their owners (issue #8); the tests fail on any NEW gap, and a
+OPTIONAL_DEPENDENCIES = ("torch", "cupy", "matplotlib")
+# Known gaps, reported to their owners; the tests fail on any NEW gap, and a
 # strict xfail turns red once a listed doctest passes, so the list only shrinks.
 KNOWN_DOCTEST_FAILURES = {}  # module name -> reason (none at present)
 KNOWN_WITHOUT_EXAMPLE: set[str] = set()  # every public name has a runnable example

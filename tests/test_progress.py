@@ -54,7 +54,6 @@ def test_bar_silent_when_not_a_terminal():
 
 
 def test_bar_draws_products_and_running_estimate_when_forced():
-    pytest.importorskip("tqdm")
     stream = io.StringIO()
     bar = ProgressBar(1000, file=stream, force=True, min_interval=0.0, desc="langevin")
     assert bar.enabled
@@ -121,7 +120,6 @@ def _env():
 
 
 def test_progress_bar_appears_in_a_real_terminal(tmp_path):
-    pytest.importorskip("tqdm")
     path = _matrix_file(tmp_path)
     main_fd, child_fd = pty.openpty()
     proc = subprocess.Popen(_cli_command(path), cwd=REPO, env=_env(), stdin=child_fd,
