@@ -254,7 +254,8 @@ def _count_outcome(record, first_block, stats, filters, *, tau, source, squared,
     """
     windows = log_windows(record, first_block, _BRACKET_WINDOWS)
     wm = window_moments(record, windows, stats)
-    bracket_filters = lambda lam: filters(np.asarray(lam, dtype=np.float64), wm.windows)  # noqa: E731
+    bracket_filters = lambda lam: wm.transform @ filters(  # noqa: E731
+        np.asarray(lam, dtype=np.float64), wm.windows)
     tau_run = tau * tau if squared else tau
     kw = dict(n=n, lam_max=lam_max_run, lam_min=lam_min_run)
     b = count_bracket(bracket_filters, wm.moments, wm.stderr, tau=tau_run, **kw)
@@ -282,22 +283,36 @@ def _clip_rank(estimate, interval, n):
 
 
 def _not_converged_message(outcome, *, accuracy_met, accuracy_note, abs_lam_max,
-                           needed_products, scheme):
+                           needed_products, scheme, budget_option="max_matvecs"):
     lo, hi = outcome.interval
     rlo, rhi = outcome.resolved_count
     if outcome.narrow and not accuracy_met:
         return (f"Langevin ({scheme}) resolved the threshold {outcome.threshold:.3g} but "
                 f"stopped at the product budget before the accuracy target ({accuracy_note}); "
                 f"the count lies in [{lo}, {hi}]; raise max_matvecs or target_rse")
-    fix = f"raise max_matvecs to ~{needed_products:.2g}" if math.isfinite(needed_products) \
-        else "no product budget resolves it"
+    if outcome.resolution <= outcome.threshold:
+        return (f"Langevin ({scheme}) reached the threshold {outcome.threshold:.3g} "
+                f"({outcome.source}; resolution {outcome.resolution:.3g}) but could not "
+                f"separate the eigenvalues near it: the count above it is only known to lie "
+                f"in [{lo}, {hi}]; eigenvalues close to the threshold, or too few chains for "
+                f"the transients (raise n_chains or {budget_option}), or a threshold in a "
+                f"spectral gap, would narrow it")
+    fixes = []
+    if math.isfinite(needed_products):
+        fixes.append(f"raise {budget_option} to ~{needed_products:.2g}")
     if abs_lam_max > 0 and math.isfinite(outcome.resolution):
         rtol_fix = 10.0 ** math.ceil(math.log10(max(outcome.resolution / abs_lam_max, 1e-300)))
-        fix += f" or pass rtol={rtol_fix:.0e} (or larger)"
-    return (f"Langevin ({scheme}) resolved |lambda| > {outcome.resolution:.3g} (count there: "
-            f"[{rlo}, {rhi}]), not the threshold {outcome.threshold:.3g} "
-            f"({outcome.source}): the count above it is only known to lie in [{lo}, {hi}]; "
-            f"to resolve it {fix}")
+        fixes.append(f"pass rtol={rtol_fix:.0e} (or larger)")
+    fix = ("to resolve it " + " or ".join(fixes)) if fixes else \
+        "no run length resolves a zero threshold"
+    if math.isfinite(outcome.resolution):
+        what = (f"resolved |lambda| > {outcome.resolution:.3g} (count there: [{rlo}, {rhi}]), "
+                f"not the threshold {outcome.threshold:.3g}")
+    else:
+        what = (f"resolved no eigenvalue (no filter reaches 1/2: too few steps or too small a "
+                f"step), not the threshold {outcome.threshold:.3g}")
+    return (f"Langevin ({scheme}) {what} ({outcome.source}): the count above it is only known "
+            f"to lie in [{lo}, {hi}]; {fix}")
 
 
 
@@ -587,10 +602,13 @@ def _summarise(record, plan, settings, eta, op, bounds, squared, be, attempts,
         pps = 2 if squared else 1
         tau_run = tau * tau if squared else tau
         steps = 2 * _steps_to_resolve(eta, tau_run) if tau_run > 0 else math.inf
-        needed = op.matvecs + steps * plan["n_chains"] * pps
+        if settings["n_steps"] is not None:  # the user fixed the run length
+            needed, option = steps, "n_steps"
+        else:
+            needed, option = op.matvecs + steps * plan["n_chains"] * pps, "max_matvecs"
         warnings.warn(_not_converged_message(outcome, accuracy_met=True, accuracy_note="",
                                              abs_lam_max=abs_lam_max, needed_products=needed,
-                                             scheme="Euler-Maruyama"),
+                                             scheme="Euler-Maruyama", budget_option=option),
                       ConvergenceWarning, stacklevel=4)
     rank_curve, curve_steps = record.curve()
     info = dict(
@@ -673,10 +691,11 @@ def _baoab_rank(op, *, gen, rtol, atol, n_chains, n_steps, n_avg, sigma2, precon
                     f"max_matvecs={max_matvecs} leaves room for only {max(max_steps, 0)} steps of "
                     f"{c} chains after {op.matvecs} products for the symmetry check and Lanczos; "
                     "raise max_matvecs or lower n_chains")
-        # the friction is planned for the threshold when the run can resolve it, or when it
-        # was asked for explicitly; the unresolvable default threshold plans for the budget
+        # the friction is planned for the threshold when the run can resolve it; otherwise
+        # for the smallest eigenvalue the budget resolves (a friction planned for an
+        # unreachable threshold would leave the counted modes underdamped and slow to mix)
         reachable = need <= max_steps
-        lam_lo = tau_run if (explicit and tau_run > 0) or reachable else None
+        lam_lo = tau_run if reachable else None
         budget = op.matvecs + max_steps * c * pps
         bar = make_progress(progress, budget=budget, desc="langevin")
         try:

@@ -385,11 +385,19 @@ def _run_single_plan(chains, recorder, plan, n_steps, max_steps, n_avg, target_r
     resolve_steps = int(math.ceil(2 * RESOLUTION_HORIZON / (math.sqrt(plan["lambda_lo"]) * plan["h"])))
     if min_steps:  # the horizon that resolves the requested threshold
         resolve_steps = int(math.ceil(min_steps))
-    first = min(total, max(16, resolve_steps, total // _CHECKPOINTS))
-    segments = [first]
-    step = max(1, (total - first) // _CHECKPOINTS)
-    while sum(segments) < total:
-        segments.append(min(step, total - sum(segments)))
+    if min_steps:
+        # a threshold the run resolves: checkpoints from its horizon on, each half the
+        # steps done so far (geometric: the stop does not depend on the budget's size)
+        first = min(total, max(16, resolve_steps))
+        segments = [first]
+        while sum(segments) < total:
+            segments.append(min(max(16, sum(segments) // 2), total - sum(segments)))
+    else:
+        first = min(total, max(16, resolve_steps, total // _CHECKPOINTS))
+        segments = [first]
+        step = max(1, (total - first) // _CHECKPOINTS)
+        while sum(segments) < total:
+            segments.append(min(step, total - sum(segments)))
     stop_reason = "budget end before target_rse was reached"
     met = False
     for seg in segments:

@@ -34,6 +34,11 @@ _MAX_CELLS = 1 << 21
 #: Batches per chain of the batch-means stderr that backs up the chain-means one.
 STDERR_BATCHES = 4
 _MIN_BATCH_STEPS = 25
+#: With fewer than 8 chains the window is cut into ``ceil(FEW_CHAIN_BATCHES / c)`` batches
+#: in all (at least 2 per chain): long batches, so that they are nearly independent even
+#: for the slowest counted modes (the bracket inflates the error for the few degrees of
+#: freedom).
+FEW_CHAIN_BATCHES = 8
 
 
 class TraceRecorder:
@@ -191,7 +196,7 @@ def window_stats(recorder, first_block, *, chain_threshold=8, always_batches=Tru
     With ``c >= chain_threshold`` chains the standard error is that of the chain means
     (independent chains), raised to the batch-means one (``STDERR_BATCHES`` per chain)
     when that is larger and the window is long enough (`always_batches`); with fewer
-    chains it is the batch-means one (``max(2, ceil(16 / c))`` batches per chain). A
+    chains it is the batch-means one (``max(2, ceil(8 / c))`` batches per chain). A
     window of one step with one chain has no error estimate: ``nan``.
     """
     sums, lengths = recorder.pieces()
@@ -215,7 +220,7 @@ def window_stats(recorder, first_block, *, chain_threshold=8, always_batches=Tru
             else:
                 how = f"chain means (larger than the batch-means stderr, {STDERR_BATCHES} per chain)"
     else:
-        batches = min(max(2, math.ceil(16 / c)), m)
+        batches = min(max(2, math.ceil(FEW_CHAIN_BATCHES / c)), m)
         if batches >= 2:
             bm = _group_means(sums, lengths, _split(m, batches))
             stderr = float(bm.ravel().std(ddof=1) / math.sqrt(bm.size))
@@ -256,12 +261,19 @@ def log_windows(recorder, first_block, count=20):
 
 @dataclass(frozen=True)
 class WindowMoments:
-    """Measured window means (the bracket's ``m_k``), their standard errors and rows."""
+    """Measured window means (the bracket's ``m_k``), their standard errors and rows.
+
+    ``transform`` (``(K', K)``) maps the window means to the measured quantities:
+    ``moments = transform @ window means``; the filters are transformed alike (the
+    identity here; measured on gapped test matrices, adding the differences of
+    neighbouring windows with their own per-chain errors did not narrow the bracket).
+    """
 
     windows: list
     moments: np.ndarray
     stderr: np.ndarray
     method: str
+    transform: np.ndarray
 
 
 # two-sided 3-sigma (99.73%) quantiles of Student's t for few degrees of freedom: a
@@ -299,20 +311,21 @@ def window_moments(recorder, windows, final_stats):
     final_len = final_stats.length
     dof_final = max(1, final_stats.batches * c - 1) if final_stats.batches else max(1, c - 1)
     final_err = final_err * t_inflation(dof_final) if math.isfinite(final_err) else math.inf
-    moments, errs = [], []
-    for a, b in windows:
+    K = len(windows)
+    per_chain = np.empty((K, c))
+    errs = []
+    for j, (a, b) in enumerate(windows):
         ia, ib = int(np.searchsorted(edges, a)), int(np.searchsorted(edges, b))
-        per_chain = (csum[ib] - csum[ia]) / float(b - a)
-        moments.append(float(per_chain.mean()))
-        scaled = final_err * math.sqrt(final_len / float(b - a))
-        if c >= 4:
-            errs.append(float(per_chain.std(ddof=1) / math.sqrt(c)) * t_inflation(c - 1))
-        else:
-            errs.append(scaled)
+        per_chain[j] = (csum[ib] - csum[ia]) / float(b - a)
+        errs.append(final_err * math.sqrt(final_len / float(b - a)))
+    transform = np.eye(K)
+    moments = list(per_chain.mean(axis=1))
+    if c >= 4:
+        errs = list(per_chain.std(axis=1, ddof=1) / math.sqrt(c) * t_inflation(c - 1))
     how = ("per-chain window means (Student-t inflated)" if c >= 4 else "averaging-window batch-means error scaled by "
            "sqrt(length ratio), Student-t inflated")
     return WindowMoments(windows=list(windows), moments=np.asarray(moments),
-                         stderr=np.asarray(errs), method=how)
+                         stderr=np.asarray(errs), method=how, transform=transform)
 
 
 def chain_means(recorder, a, b):
