@@ -1,11 +1,13 @@
 r"""Threshold (spectral gap) rules for eigenvalue counts.
 
-Two rules pick the threshold ``eps`` above which eigenvalues are counted when
-the user gives no ``rtol``/``atol``:
+Two gap rules locate a spectral gap from already computed counts. They are
+diagnostics (``info["gap_threshold"]`` of the spectral methods), not the
+threshold of a result, which is always :func:`lmatrank.count_threshold` (except in
+the published reproduction ``chebyshev_rank(faithful=True)``):
 
 :func:`find_gap`
-    The rule of the published Ubaru–Saad code (``find_gap.m``, see
-    ``notes/ubaru_saad.md``), reproduced exactly. It works on the KPM density
+    The rule of the published Ubaru–Saad code (``find_gap.m``), reproduced
+    exactly. It works on the KPM density
     of states ``yy`` sampled on the published grid ``xx`` and uses *absolute*
     tolerances (0.5 (N+1), -0.01, 0.25) on a density whose unit is
     ``1/lambda``. Consequence (a grid artefact, not a feature of the
