@@ -29,7 +29,7 @@ From ``theta_0 = 0`` the corrected EM observable has mean
 ``sum_i 1 - (1 - eta lambda_i)^(2k)`` exactly (``lambda_i`` the eigenvalues of
 ``G S``), which tends to ``rank(S)`` for every stable ``eta < 2 / lambda_max``;
 the uncorrected one tends to ``sum_i 2 / (2 - eta lambda_i) >= rank`` (see
-:mod:`lmatrank.theory` and notes/langevin_numerics.md §1).
+:mod:`lmatrank.theory` and docs/theory.md).
 """
 
 from __future__ import annotations

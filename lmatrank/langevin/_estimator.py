@@ -7,7 +7,7 @@ Dynamics Reveals the Hessian Rank", AAAI 2024, Corollary 2 and Algorithm 1:
 What this module adds to the paper (each documented in docs/theory.md):
 
 - the exact Euler–Maruyama bias correction (stationary mean exactly ``rank``
-  for every stable step, DESIGN §4.1), on by default;
+  for every stable step, docs/theory.md), on by default;
 - Rademacher noise by default (same expectation, lower variance, §4.2);
 - the step size from a padded Lanczos ``lambda_max(G S)``: ``eta = 1.9 / lambda_max``;
 - many chains as one block (one block product per step);
@@ -55,7 +55,7 @@ DEFAULT_MAX_MATVECS = 20_000
 STEP_FACTOR = 1.9
 #: Lanczos' lambda_max is padded by its residual bound and then by this factor.
 LAMBDA_MAX_INFLATION = 1.01
-#: Settings of the paper's Algorithm 1 / Table 1 (DESIGN §5).
+#: Settings of the paper's Algorithm 1 / Table 1.
 PAPER_SETTINGS = dict(sigma2=2e-5, eta=1e-4, n_steps=15_000, n_avg=10_000, n_chains=1,
                       noise="gaussian", corrected=False)
 _MAX_BACKOFFS = 3
@@ -177,6 +177,9 @@ _BRACKET_WINDOWS = 20
 #: averaging window after it: the window ``[N/2, N]`` then counts ``tau`` fully and
 #: ``tau / 4`` at ~0.92 (exact mode recursion at the automatic step and friction).
 _BAOAB_RESOLVE_HORIZON = RESOLUTION_HORIZON / 2
+#: Each chain of a run with an explicit threshold has at least this many times the
+#: horizon that resolves it.
+_CHAIN_SLACK = 1.0
 #: Most chains of a run with an explicit threshold (the transients of the chains are what
 #: separates eigenvalues near the threshold).
 _MAX_CHAINS = 64
@@ -207,7 +210,7 @@ def _chains_for(budget_steps, need_steps, default, explicit_threshold, max_chain
         return 1
     top = default if max_chains is None else max_chains
     c = 1
-    while 2 * c <= top and budget_steps >= 2 * c * need_steps:
+    while 2 * c <= top and budget_steps >= 2 * c * need_steps * _CHAIN_SLACK:
         c *= 2
     return c
 
@@ -329,10 +332,18 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
     Parameters
     ----------
     rtol, atol : float, optional
-        Eigenvalues (of ``G S``) above ``max(atol, rtol * lambda_max)`` must be
-        counted: the burn-in is chosen so the filter counts them to within
-        1e-3 each. Eigenvalues below are counted partially (smooth filter).
-        Default: burn-in of a quarter of the run.
+        The count refers to ``|lambda| > threshold`` with ``threshold =
+        max(atol, rtol |lambda|_max)``, or numpy's default ``n eps |lambda|_max``
+        (raised to the operator's measured product noise) when neither is given
+        (:func:`lmatrank._result.count_threshold`); ``|lambda|_max`` is the largest
+        Lanczos Ritz magnitude of ``S`` (of ``G S`` with a preconditioner: the count
+        then refers to the eigenvalues of ``G S``, whose rank is that of ``S``). The run
+        is planned to resolve it: BAOAB needs about ``RESOLUTION_HORIZON / 2 /
+        (h sqrt(threshold))`` steps (Euler–Maruyama ``~ lambda_max / threshold``), and
+        an explicit `rtol`/`atol` gets as many chains (a power of two, at most 64) as
+        can each run that horizon within the budget, one chain when none can (the
+        deepest horizon). The numpy default threshold, which no budget resolves in
+        general, keeps the default chains and does what the budget allows.
     rng : seed or numpy.random.Generator
         Lanczos start vector and noise.
     paper : bool
@@ -396,11 +407,10 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
         ``max(target_rse * estimate, 0.5)`` and the window shows no drift
         (default ``target_rse = 0.001``; an explicit `target_rse` is used
         without the half-unit floor); the budget ending first gives
-        ``converged=False`` and a ConvergenceWarning. Deviation from issue #4,
-        which proposed 0.5%: a 0.5% stop lets a rank-4096 run stop with a
-        standard error of ~20 units, while the same 15,000 products give ~0.1%
-        (the issue's own Langevin target at d = 64 is 0.25% NRMSE), so the
-        default asks for 0.1%; the absolute floor of half a unit keeps small
+        ``converged=False`` and a ConvergenceWarning. Why not 0.5%: a 0.5% stop
+        lets a rank-4096 run stop with a standard error of ~20 units, while the
+        same 15,000 products give ~0.1%, so the default asks for 0.1%; the
+        absolute floor of half a unit keeps small
         ranks (where 0.1% is a fraction of a unit the rounding cannot use)
         from running to the budget for nothing.
     progress : bool or callable
@@ -412,24 +422,49 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
     Returns
     -------
     RankEstimate
+        ``threshold`` as above (``info["threshold_source"]``). ``interval`` comes
+        from :func:`lmatrank.spectral._bracket.count_bracket` applied to the run's
+        recorded rank-vs-step curve: about 20 log-spaced windows of steps plus the
+        averaging window, each window mean an unbiased estimate of ``sum_i
+        phi(lambda_i)`` for a filter ``phi`` known exactly per eigenvalue
+        (:func:`._modes.em_window_filters`, :func:`._modes.baoab_window_filters`;
+        for the uncorrected observable its biased filter), with standard errors
+        from the chains (Student-t inflated); it holds the true count with high
+        probability, covering sampling noise and the eigenvalues the run could not
+        place on either side of the threshold. ``resolution`` is the eigenvalue the
+        averaging window counts half (``|lambda|`` of ``S`` also for runs on
+        ``S**2``), or the threshold itself when the bracket closes there.
+        ``converged`` is True when the bracket is at most ``max(4, 2% of the
+        count)`` wide and the accuracy target was met; otherwise one
+        :class:`~lmatrank.ConvergenceWarning` says what would resolve it.
+        ``rank`` is the rounded estimate clipped into ``interval``; ``estimate`` and
+        ``stderr`` are the averaging window's mean and its sampling error.
         ``info`` holds ``eta``, ``sigma2``, ``lambda_max``, ``lambda_min``,
         ``n_chains``, ``n_steps``, ``n_avg``, ``burn_in``, ``noise``,
         ``corrected``, ``squared``, ``rank_curve`` (chain mean of the rank
-        observable per step), ``loss_curve`` (the same in loss units,
-        ``sigma^2 / 4`` times it), ``drift`` / ``drift_stderr`` (mean of the last
-        half of the window minus the first half: a significantly positive value
-        means slow modes are still being counted — a filter bias the stderr does
-        not include), ``backoffs`` and ``backend``.
+        observable per block of steps; one block per step up to 8,192 steps, then
+        merged pairwise: memory does not grow with the budget) with
+        ``rank_curve_steps`` (the step each block ends at), ``loss_curve`` (the same
+        in loss units, ``sigma^2 / 4`` times it), ``drift`` / ``drift_stderr`` (mean
+        of the last half of the window minus the first half), ``bracket`` (the real
+        bounds), ``resolved_count`` (the bracket at ``resolution``),
+        ``bracket_windows`` / ``bracket_moments`` / ``bracket_moment_stderr``,
+        ``abs_lambda_max``, ``backoffs`` and ``backend``.
 
     Examples
     --------
     >>> import numpy as np, lmatrank
-    >>> A = np.diag(np.r_[np.geomspace(1.0, 10.0, 20), np.zeros(30)])      # rank 20
-    >>> em = lmatrank.estimate_rank(A, method="langevin", scheme="em", rng=0)
-    >>> em.rank, bool(abs(em.estimate - 20) < 5 * em.stderr + 0.05)
-    (20, True)
-    >>> paper = lmatrank.estimate_rank(1e3 * A, method="langevin", paper=True, rng=0,
-    ...                                n_steps=3000, n_avg=2000)          # Algorithm 1
+    >>> A = np.diag(np.r_[np.linspace(1.0, 2.0, 10), np.zeros(40)])      # rank 10
+    >>> est = lmatrank.estimate_rank(A, method="langevin", rtol=1e-3, rng=0)
+    >>> est.rank, est.converged, est.interval[0] <= 10 <= est.interval[1]
+    (10, True, True)
+    >>> round(est.threshold, 12), est.info["threshold_source"]   # 1e-3 |lambda|_max
+    (0.002, 'rtol')
+    >>> import warnings
+    >>> with warnings.catch_warnings():   # numpy's default threshold: not resolved
+    ...     warnings.simplefilter("ignore", lmatrank.ConvergenceWarning)
+    ...     paper = lmatrank.estimate_rank(1e3 * A, method="langevin", paper=True, rng=0,
+    ...                                    n_steps=3000, n_avg=2000)      # Algorithm 1
     >>> paper.info["corrected"], paper.info["noise"], paper.info["eta"]
     (False, 'gaussian', 0.0001)
     """

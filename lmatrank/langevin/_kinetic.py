@@ -3,10 +3,10 @@
 The rank observable ``q^T S q / T`` of BAOAB (Leimkuhler & Matthews, AMRX 2013,
 arXiv:1203.5428) has stationary mean exactly ``rank(G S)`` at every stable step,
 and underdamped dynamics resolve an eigenvalue ``lambda`` after a time
-``~ 1 / sqrt(lambda)`` instead of ``~ 1 / lambda`` (notes/langevin_numerics.md §4):
+``~ 1 / sqrt(lambda)`` instead of ``~ 1 / lambda`` (docs/numerics.md):
 ``O(sqrt(kappa))`` products instead of the ``O(kappa)`` of Euler–Maruyama.
 
-Automatic tuning (each constant measured, see notes/langevin_numerics.md §4 and
+Automatic tuning (each constant measured, see docs/numerics.md and
 bench/scaling.py):
 
 - step ``h = 1.9 / sqrt(lambda_max)`` with ``lambda_max`` a padded Lanczos
@@ -68,9 +68,9 @@ BAOAB_STEP_FACTOR = 1.9
 FRICTION_FACTOR = 2.5
 #: ``lambda_lo = (RESOLUTION_HORIZON / (N h))^2`` when no threshold is requested.
 RESOLUTION_HORIZON = 35.0
-#: Default chains per block (measured: notes/langevin_numerics.md §4).
+#: Default chains per block (measured on the scaling benchmark, docs/benchmarks_scaling.md).
 DEFAULT_BAOAB_CHAINS = 8
-#: Default relative standard error of the stopping rule (the issue asked for 0.5%; see
+#: Default relative standard error of the stopping rule (0.5% would stop too early; see
 #: :func:`lmatrank.langevin.langevin_rank` for why the default is lower).
 DEFAULT_TARGET_RSE = 0.001
 #: Absolute standard error (rank units) that always satisfies the stopping rule: below half
