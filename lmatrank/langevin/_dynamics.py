@@ -39,6 +39,7 @@ import math
 
 import numpy as np
 
+from .._errors import DivergedRun  # re-exported: the drivers' divergence signal
 from .._progress import RunningChainMean
 
 __all__ = ["BaoabChains", "DivergedRun", "run_euler_maruyama"]
@@ -46,15 +47,6 @@ __all__ = ["BaoabChains", "DivergedRun", "run_euler_maruyama"]
 
 #: Rows of an EM run buffered before they are streamed into a recorder.
 _EM_CHUNK = 2048
-
-
-class DivergedRun(Exception):
-    """Internal signal: the observable became non-finite or exploded at `step`."""
-
-    def __init__(self, step, value):
-        super().__init__(f"diverged at step {step} (observable {value!r})")
-        self.step = step
-        self.value = value
 
 
 def run_euler_maruyama(op, backend, *, n_chains, n_steps, eta, sigma2, precond, noise, gen,

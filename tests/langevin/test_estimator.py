@@ -183,7 +183,7 @@ def test_rtol_sets_the_burn_in_that_resolves_the_threshold():
     info = est.info
     tau = 1e-2 * lam.max()
     assert (1 - info["eta"] * tau) ** (2 * info["burn_in"]) <= 1.01e-3
-    with pytest.warns(RuntimeWarning, match="not the threshold"):
+    with pytest.warns(RuntimeWarning, match="only known to lie in"):
         small = estimate_rank(A, **EM, rng=0, rtol=1e-4, max_matvecs=3000)
     assert not small.converged
     truth = int(np.sum(np.abs(lam) > small.threshold))
