@@ -131,13 +131,26 @@ def width_limit(count):
     return int(max(4, math.floor(0.02 * max(count, 0))))
 
 
+def converged_width(count):
+    """The widest interval these methods call converged: ``2 max(1, 0.5% of the count)``.
+
+    Within :func:`width_limit` (the contract's ``max(4, 2%)``), and narrow enough that
+    the midpoint is within ``max(1, 0.5%)`` of every count the interval allows: a
+    converged rank is right, not merely bracketed.
+
+    >>> converged_width(10), converged_width(1000), converged_width(10000)
+    (2, 10, 100)
+    """
+    return int(2 * max(1, math.floor(0.005 * max(count, 0))))
+
+
 def bracketed_result(op, *, method, estimate, stderr, threshold, resolution, bracket, info,
                      fix, stacklevel=4):
     """A :class:`~lmatrank.RankEstimate` from a filter estimate and a count bracket.
 
     `bracket` is ``(lo, hi, solved)`` with real-valued bounds. The interval is
     ``(ceil(lo), floor(hi))``. Converged when the bracket was solved and is at most
-    :func:`width_limit` wide: the estimate is then the bracket's midpoint (the point
+    :func:`converged_width` wide: the estimate is then the bracket's midpoint (the point
     closest to every count it allows). Otherwise the filter `estimate`, clipped into
     the interval, is reported with ``converged=False`` and one ConvergenceWarning that
     says what would resolve it (`fix`). ``info["filter_estimate"]`` keeps `estimate`.
@@ -147,18 +160,23 @@ def bracketed_result(op, *, method, estimate, stderr, threshold, resolution, bra
     lo = int(min(n, max(0, math.ceil(lo_real - 1e-6))))
     hi = int(min(n, max(lo, math.floor(hi_real + 1e-6))))
     info["filter_estimate"] = float(estimate)
-    converged = bool(solved) and hi - lo <= width_limit(0.5 * (lo + hi))
+    converged = bool(solved) and hi - lo <= converged_width(0.5 * (lo + hi))
     if converged:
         point = min(max(0.5 * (max(lo_real, 0.0) + min(hi_real, n)), lo), hi)
     else:
         point = min(max(estimate, lo), hi) if math.isfinite(estimate) else 0.5 * (lo + hi)
         what = "could not be bounded" if not solved else (
-            f"lies in [{lo}, {hi}], wider than max(4, 2% of the count)")
+            f"lies in [{lo}, {hi}], too wide to name the count within max(1, 0.5%)")
         reason = (f"method={method!r}: the count of |lambda| > {threshold:.3g} {what}: "
                   f"{fix}")
         info["reason"] = reason
         warnings.warn(reason, ConvergenceWarning, stacklevel=stacklevel)
     rank = int(min(hi, max(lo, round(point))))
+    info.setdefault("filter_resolution", float(resolution))
+    if converged:
+        # a narrow bracket determines the count at the threshold: whatever lies between
+        # the threshold and the filters' resolution has been placed
+        resolution = min(resolution, threshold)
     return RankEstimate(rank=rank, estimate=float(point), stderr=float(stderr),
                         threshold=float(threshold), matvecs=op.matvecs, method=method,
                         converged=converged, info=info, resolution=float(resolution),

@@ -50,7 +50,7 @@ from .._result import RankEstimate
 from ._arrays import spectral_arrays
 from ._common import (MIN_PROBES, bracketed_result, budget_probes, check_bool, check_budget,
                       check_choice, check_int, contract_threshold, degree_for, filter_resolution,
-                      fix_message, sampling_z, unit_probes, width_limit)
+                      fix_message, sampling_z, unit_probes, converged_width)
 from ._gap import plateau_threshold
 from ._lanczos import batched_lanczos
 
@@ -225,9 +225,10 @@ def slq_rank(op, *, rtol=None, atol=None, rng=None, n_steps=50, n_probes=100,
     info = dict(n_steps=m, n_probes=used, probes=probes, reorthogonalize=bool(reorthogonalize),
                 ritz_values=Theta, weights=Wts, lambda_abs_max=scale)
     if scale == 0.0:
+        tau, source = contract_threshold(op, 0.0, rtol=rtol, atol=atol)
         info.update(reason="all Ritz values are zero: the operator is zero",
-                    threshold_source="zero operator")
-        return RankEstimate(rank=0, estimate=0.0, stderr=0.0, threshold=0.0,
+                    threshold_source=source)
+        return RankEstimate(rank=0, estimate=0.0, stderr=0.0, threshold=tau,
                             matvecs=op.matvecs, method="slq", converged=True, info=info,
                             resolution=0.0, interval=(0, 0))
 
@@ -293,7 +294,7 @@ def slq_rank(op, *, rtol=None, atol=None, rng=None, n_steps=50, n_probes=100,
     sampling = z * float(se.sum())
     fix = fix_message(param="n_steps", value=m,
                       needed=degree_for(resolution, m, tau, n) if resolution > tau else None,
-                      sampling=sampling, limit=width_limit(estimate), n_probes=used)
+                      sampling=sampling, limit=converged_width(estimate), n_probes=used)
     return bracketed_result(op, method="slq", estimate=estimate, stderr=stderr, threshold=tau,
                             resolution=resolution, bracket=(lo, hi, True),
                             info=info, fix=fix)

@@ -58,7 +58,8 @@ from ._bracket import count_bracket
 from ._chebyshev import chebyshev_moments, count_from_moments, kpm_dos
 from ._common import (MIN_PROBES, bracketed_result, budget_probes, check_bool, check_budget,
                       check_choice, check_int, contract_threshold, degree_for, filter_resolution,
-                      fix_message, sampling_z, spectrum_interval, unit_probes, width_limit)
+                      fix_message, sampling_z, spectrum_interval, unit_probes,
+                      converged_width)
 from ._gap import find_gap, plateau_threshold
 
 __all__ = ["chebyshev_rank", "kpm_rank"]
@@ -128,8 +129,9 @@ def _ubaru_saad(op, *, name, rtol, atol, rng, faithful, degree, n_probes, n_poin
                 lambda_abs_max=scale, indefinite=bounds["indefinite"], lanczos=bounds["lanczos"],
                 lanczos_matvecs=bounds["lanczos"]["steps"])
     if scale == 0.0:
-        info.update(reason="Lanczos found the operator to be zero", threshold_source="zero operator")
-        return RankEstimate(rank=0, estimate=0.0, stderr=0.0, threshold=0.0,
+        tau, source = contract_threshold(op, 0.0, rtol=rtol, atol=atol)
+        info.update(reason="Lanczos found the operator to be zero", threshold_source=source)
+        return RankEstimate(rank=0, estimate=0.0, stderr=0.0, threshold=tau,
                             matvecs=op.matvecs, method=name, converged=True, info=info,
                             resolution=0.0, interval=(0, 0))
 
@@ -214,7 +216,7 @@ def _ubaru_saad(op, *, name, rtol, atol, rng, faithful, degree, n_probes, n_poin
     if needed is not None and K < n_moments:
         needed = None       # more degree does not help the bracket (capped at K moments)
     fix = fix_message(param=products.split()[0], value=degree, needed=needed,
-                      sampling=sampling, limit=width_limit(estimate), n_probes=used_probes)
+                      sampling=sampling, limit=converged_width(estimate), n_probes=used_probes)
     if resolution > eps and K < n_moments:
         fix = (f"the bracket uses {K} Chebyshev moments, which separate |lambda| >= "
                f"{resolution:.3g} from 0 (method='slq' with more n_steps resolves further); "
