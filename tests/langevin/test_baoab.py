@@ -13,6 +13,13 @@ from lmatrank.langevin._modes import (baoab_mean_curve, baoab_stationary_covaria
                                       em_mean_curve)
 from lmatrank.operators import as_operator, as_preconditioner
 
+# These tests check the statistics of the estimator (unbiased window means, stderr, tuning);
+# their runs count at numpy's default threshold, which no fixed budget resolves, so each
+# run ends with a ConvergenceWarning (the threshold contract is tested with the warning
+# expected in test_honest_count.py).
+pytestmark = pytest.mark.filterwarnings("ignore::lmatrank.ConvergenceWarning")
+
+
 
 @pytest.mark.parametrize("h_scale", [0.5, 1.5, 1.95])
 @pytest.mark.parametrize("c", [0.0, 0.6, 0.99])

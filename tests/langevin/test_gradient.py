@@ -11,6 +11,13 @@ from lmatrank import DivergenceError, hessian_rank
 from lmatrank.langevin import NonQuadraticWarning, adam_preconditioner
 from lmatrank.operators import LinearNetworkHessian
 
+# These tests check the statistics of the estimator (unbiased window means, stderr, tuning);
+# their runs count at numpy's default threshold, which no fixed budget resolves, so each
+# run ends with a ConvergenceWarning (the threshold contract is tested with the warning
+# expected in test_honest_count.py).
+pytestmark = pytest.mark.filterwarnings("ignore::lmatrank.ConvergenceWarning")
+
+
 
 def _diag_quadratic(lam):
     lam = np.asarray(lam, dtype=float)
