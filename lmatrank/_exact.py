@@ -20,14 +20,15 @@ def eigvalsh_error(n, lam_max):
 
     LAPACK's symmetric eigensolvers are backward stable: the computed eigenvalues are
     exact for ``A + E`` with ``||E||_2 <= p(n) eps ||A||_2``, and by Weyl's inequality
-    each eigenvalue moves by at most ``||E||_2``. ``p(n) = 4 sqrt(n)`` is a generous
-    version of the observed growth (the proven bound is a low-degree polynomial; in
-    practice the error stays within a few ``sqrt(n) eps ||A||``).
+    each eigenvalue moves by at most ``||E||_2``. ``p(n) = sqrt(n)`` is the observed
+    growth (the proven bound is a low-degree polynomial; in practice the error stays
+    within ``sqrt(n) eps ||A||``), and it keeps numpy's default threshold
+    ``n eps ||A||`` above the band for every ``n``.
 
     >>> bool(eigvalsh_error(100, 1.0) < 1e-13)
     True
     """
-    return 4.0 * math.sqrt(n) * float(np.finfo(np.float64).eps) * float(lam_max)
+    return math.sqrt(n) * float(np.finfo(np.float64).eps) * float(lam_max)
 
 
 def exact_rank(op, *, rtol=None, atol=None, rng=None, max_n=EXACT_MAX_N):
