@@ -301,7 +301,8 @@ def window_moments(recorder, windows, final_stats):
     (chains are independent), inflated for the ``c - 1`` degrees of freedom; with fewer
     chains the averaging window's batch-means error is scaled to each window by
     ``sqrt(length ratio)`` (early windows hold fewer excited modes, so their per-step
-    variance is no larger).
+    variance is no larger). Windows inside the averaging window (stationary) never get
+    less than that scaled error, whatever their own chain spread.
     """
     edges = recorder.edges()
     sums, lengths = recorder.pieces()
@@ -321,7 +322,13 @@ def window_moments(recorder, windows, final_stats):
     transform = np.eye(K)
     moments = list(per_chain.mean(axis=1))
     if c >= 4:
-        errs = list(per_chain.std(axis=1, ddof=1) / math.sqrt(c) * t_inflation(c - 1))
+        own = per_chain.std(axis=1, ddof=1) / math.sqrt(c) * t_inflation(c - 1)
+        # windows inside the averaging window are stationary: their error is at least the
+        # averaging window's, scaled by length (the bracket picks the windows with the
+        # smallest errors, so a chance low spread of c - 1 degrees of freedom must not
+        # decide it)
+        stationary = np.array([a >= final_stats.start for a, _ in windows])
+        errs = list(np.where(stationary, np.maximum(own, errs), own))
     how = ("per-chain window means (Student-t inflated)" if c >= 4 else "averaging-window batch-means error scaled by "
            "sqrt(length ratio), Student-t inflated")
     return WindowMoments(windows=list(windows), moments=np.asarray(moments),
