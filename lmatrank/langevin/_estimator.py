@@ -711,8 +711,10 @@ def _baoab_rank(op, *, gen, rtol, atol, n_chains, n_steps, n_avg, sigma2, precon
         need = (_BAOAB_RESOLVE_HORIZON / (step * math.sqrt(tau_run))) if tau_run > 0 else math.inf
         c = DEFAULT_BAOAB_CHAINS if n_chains is None else n_chains
         if n_chains is None and n_steps is None:
-            c = _chains_for((max_matvecs - op.matvecs) // pps, need, DEFAULT_BAOAB_CHAINS,
-                            explicit, _MAX_CHAINS)
+            avail = (max_matvecs - op.matvecs) // pps
+            c = _chains_for(avail, need, DEFAULT_BAOAB_CHAINS, explicit, _MAX_CHAINS)
+            while c > 1 and avail // c < 16:  # a small budget: fewer chains, not an error
+                c //= 2
         if n_steps is not None:
             max_steps = n_steps
             if max_matvecs is not None and op.matvecs + n_steps * c * pps > max_matvecs:
