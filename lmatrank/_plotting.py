@@ -104,11 +104,12 @@ def rank_vs_threshold(eigenvalues, thresholds=None):
 def _loss_panel(ax, est, eigenvalues, true_rank):
     info = est.info
     curve = np.asarray(info["rank_curve"], dtype=np.float64)
-    steps = np.arange(curve.size)
+    # long runs record block means: rank_curve_steps holds the step of each point
+    steps = np.asarray(info.get("rank_curve_steps", np.arange(curve.size)), dtype=np.float64)
     ax.plot(steps, curve, lw=0.8, color="C0", label="chain mean of 4 f~ / sigma^2")
     burn = info.get("burn_in")
     if burn is not None:
-        ax.axvspan(burn, curve.size, color="C0", alpha=0.07, label="averaging window")
+        ax.axvspan(burn, steps[-1] + 1, color="C0", alpha=0.07, label="averaging window")
     ax.axhline(est.estimate, color="C0", ls="--", lw=1,
                label=f"estimate {est.estimate:.2f} +- {est.stderr:.2f}")
     if math.isfinite(est.stderr) and est.stderr > 0:
@@ -119,10 +120,10 @@ def _loss_panel(ax, est, eigenvalues, true_rank):
         lam = np.asarray(eigenvalues, dtype=np.float64)
         if info.get("squared"):
             lam = lam ** 2
-        if np.all(eta * lam < 2.0):
-            theory = em_mean_rank_curve(lam, eta, curve.size,
-                                        corrected=info.get("corrected", True))
-            ax.plot(steps, theory, color="C3", lw=1.2, label="theory (exact EM mean)")
+        if np.all(eta * lam < 2.0) and info.get("scheme") == "euler-maruyama":
+            last = int(steps[-1]) + 1
+            theory = em_mean_rank_curve(lam, eta, last, corrected=info.get("corrected", True))
+            ax.plot(np.arange(last), theory, color="C3", lw=1.2, label="theory (exact EM mean)")
     if true_rank is not None:
         ax.axhline(true_rank, color="k", lw=0.8, ls=":", label=f"true rank {true_rank}")
     ax.set_xlabel("step k")
