@@ -270,7 +270,8 @@ SCALE_BAND = 32
 # info entries that are eigenvalue magnitudes (scaled back by s), and the step sizes
 # (exponent of s in the user's units)
 _INFO_SCALE = {"eigenvalues": 1.0, "lambda_max": 1.0, "lambda_min": 1.0, "lambda_abs_max": 1.0,
-               "abs_lambda_max": 1.0,
+               "abs_lambda_max": 1.0, "gap_threshold": 1.0, "point_threshold": 1.0,
+               "filter_resolution": 1.0, "contract_threshold": 1.0,
                "ritz_max": 1.0, "ritz_min": 1.0, "ritz_values": 1.0, "lambda_lo": 1.0,
                "resolution": 1.0, "requested_threshold": 1.0, "rayleigh_ritz_noise": 1.0,
                "noise_floor": 1.0, "eta": -1.0, "h": 0.5, "friction": -0.5}

@@ -121,9 +121,11 @@ def _loss_panel(ax, est, eigenvalues, true_rank):
         if info.get("squared"):
             lam = lam ** 2
         if np.all(eta * lam < 2.0) and info.get("scheme") == "euler-maruyama":
-            last = int(steps[-1]) + 1
-            theory = em_mean_rank_curve(lam, eta, last, corrected=info.get("corrected", True))
-            ax.plot(np.arange(last), theory, color="C3", lw=1.2, label="theory (exact EM mean)")
+            first = int(steps[0])  # the theory's first value belongs to the first record
+            theory = em_mean_rank_curve(lam, eta, int(steps[-1]) - first + 1,
+                                        corrected=info.get("corrected", True))
+            ax.plot(steps, theory[steps.astype(int) - first], color="C3", lw=1.2,
+                    label="theory (exact EM mean)")
     if true_rank is not None:
         ax.axhline(true_rank, color="k", lw=0.8, ls=":", label=f"true rank {true_rank}")
     ax.set_xlabel("step k")

@@ -128,6 +128,7 @@ def test_available_methods_and_registration(psd):
         del _api._METHODS["constant-test"]
 
 
+@pytest.mark.filterwarnings("ignore::lmatrank.ConvergenceWarning")  # reproducibility only
 def test_same_rng_same_result(psd):
     A, _ = psd
     a = estimate_rank(A, method="langevin", rng=123, max_matvecs=3000)

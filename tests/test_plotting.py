@@ -40,6 +40,7 @@ def test_rank_vs_threshold_counts_magnitudes():
     assert ranks[0] == 4 and ranks[-1] == 0 and np.all(np.diff(ranks) <= 0)
 
 
+@pytest.mark.filterwarnings("ignore::lmatrank.ConvergenceWarning")  # the plot only
 def test_langevin_plot_has_loss_curve_with_theory_overlay():
     lam = np.concatenate([np.geomspace(0.05, 2.0, 15), np.zeros(10)])
     A = np.diag(lam)
@@ -89,6 +90,7 @@ def test_nothing_to_plot_raises():
         est.plot(fig=mpl_figure.Figure())
 
 
+@pytest.mark.filterwarnings("ignore::lmatrank.ConvergenceWarning")  # the plot only
 def test_kpm_plot_uses_threshold_rule_and_density():
     lam = np.concatenate([np.linspace(0.5, 2.0, 20), np.zeros(40)])
     est = lmatrank.estimate_rank(np.diag(lam), method="kpm", rng=0)

@@ -74,6 +74,7 @@ def test_bar_degrades_without_tqdm(monkeypatch):
     bar.close()
 
 
+@pytest.mark.filterwarnings("ignore::lmatrank.ConvergenceWarning")  # the progress calls only
 def test_estimator_calls_progress_with_running_estimate():
     rng = np.random.default_rng(1)
     basis, _ = np.linalg.qr(rng.standard_normal((60, 12)))

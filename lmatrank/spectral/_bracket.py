@@ -57,6 +57,9 @@ _CHEBYSHEV_POINTS = 240
 # bound is corrected by their worst violation there (times n): rigorous between grid points
 _VERIFY_DENSITY = 8
 _EXCHANGE_ROUNDS = 5
+# HiGHS has been seen to stall on badly scaled polynomial programs: a program that does not
+# finish in this time gives the trivial bracket
+_LP_SECONDS = 10.0
 _EXCHANGE_POINTS = 64
 _VIOLATION_TOL = 1e-6
 # relative size of the rounding of a measured trace (and of the grid's discretisation):
@@ -141,7 +144,8 @@ def _bound(phi, ind, moments, stderr, n, z, upper):
     A_ub = np.vstack([A_grid, A_abs])
     b_ub = np.concatenate([b_grid, np.zeros(2 * K)])
     bounds = [(-n_coef, n_coef) for n_coef in [_MAX_COEFFICIENT] * (K + 1)] + [(0, None)] * K
-    res = linprog(cost, A_ub=A_ub, b_ub=b_ub, bounds=bounds, method="highs")
+    res = linprog(cost, A_ub=A_ub, b_ub=b_ub, bounds=bounds, method="highs",
+                  options=dict(time_limit=_LP_SECONDS))
     if res.status != 0 or not np.isfinite(res.fun):
         return None
     return sign * float(res.fun), res.x[:K + 1]

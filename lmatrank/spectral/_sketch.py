@@ -239,6 +239,7 @@ class GrowingSketch:
         self._M = np.zeros((0, 0))
         self._nys_seeds = []
         self.shift = None     # nu
+        self.zero = False     # the first block was exactly zero: so is S
         self.white = None     # (level, dimension) of the last block's white part
         self._reset_gram_schmidt()
 
@@ -311,7 +312,8 @@ class GrowingSketch:
             noise = getattr(self.op, "noise_floor", None)
             if noise:
                 nu = max(nu, float(noise))
-            self.shift = nu if nu > 0 else 1.0  # a zero first block: S = 0 (w.p. 1)
+            self.zero = nu == 0  # a zero first block: S = 0 (with probability 1)
+            self.shift = nu if nu > 0 else 1.0
         nu = self.shift
         yv = y + nu * omega
         cbb = omega.T @ yv
@@ -648,16 +650,21 @@ def sketch_result(sketch, result, *, rtol, atol, oversample, method="sketch"):
     converged, reason, mu = result
     op = sketch.op
     n, k = sketch.n, sketch.width
+    if sketch.zero:  # eigenvalues of the shifted core are rounding of the unit shift
+        mu = np.zeros_like(mu)
     tau, source = _threshold(sketch, mu, rtol, atol)
     lam = float(np.abs(mu).max()) if mu.size else 0.0
     if sketch.core == "nystrom":
-        count, candidates, resolution = _nystrom_reading(sketch, mu, tau)
+        count, candidates, resolution = (0, 0, 0.0) if sketch.zero else \
+            _nystrom_reading(sketch, mu, tau)
         deficient = k - candidates >= oversample or k >= n
         if converged and deficient:
             hi = count if resolution <= tau else candidates
         else:
             hi = n
-        lo = count
+        # below its resolution the sketch cannot tell noise from eigenvalues: only those
+        # above the resolution are certain
+        lo = count if resolution <= tau else int(np.sum(mu > resolution))
         noise = resolution
     else:
         noise = NOISE_FACTOR * sketch.asymmetry
