@@ -33,17 +33,7 @@ from lmatrank.testing._conformance import CHECKS
 
 # (method, check) -> why it fails today: the method's own bug, reported to its owner. These
 # parametrizations are xfail(strict=False); empty the dict as the methods are fixed.
-_ZERO = ("the zero matrix with atol given reports threshold 0 instead of atol "
-         "(count_threshold's rule); n=1 zero matrix is the first example of every check")
-_SIGN = "converged=True but rank 0 != 1 on the 1x1 matrix [-1] at rtol=2e-8 (negative input)"
 KNOWN_FAILING: dict[tuple[str, str], str] = {
-    **{(m, c): _ZERO for m in ("chebyshev", "kpm", "slq")
-       for c in ("rtol", "atol", "rtol and atol", "float32", "sparse", "LinearOperator",
-                 "laplacian", "structured", "reproducible")},
-    ("chebyshev", "indefinite"): _SIGN,
-    ("kpm", "indefinite"): _SIGN,
-    **{(m, "fields"): "threshold_source missing from info or fields untyped on some draws"
-       for m in ("chebyshev", "kpm", "slq")},
     ("langevin", "indefinite"): "converged=True but rank 3 != 4 (n=5, inertia (0, 4, 1), "
                                 "rtol=6.5e-5, interval (2, 5) wider than the converged width)",
     ("langevin", "structured"): "converged=True but rank 5 != 4 (linear network d=2 depth=2 as "
@@ -96,9 +86,17 @@ FAST = settings(deadline=None, derandomize=True, database=None, report_multiple_
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
+# each call of these methods costs seconds (dynamics or bracket programs): one check of each
+# runs in the default suite, the rest with -m slow
+SLOW_METHODS = {"langevin", "chebyshev", "kpm"}
+FAST_CHECK = "rtol"
+
+
 def _mark(method, check):
     reason = KNOWN_FAILING.get((method, check))
     marks = [pytest.mark.xfail(reason=reason, strict=False)] if reason else []
+    if method in SLOW_METHODS and check != FAST_CHECK:
+        marks.append(pytest.mark.slow)
     return pytest.param(method, check, marks=marks, id=f"{method}-{check.replace(' ', '_')}")
 
 
@@ -108,6 +106,8 @@ def _methods(check):
     for method in sorted(METHOD_SETTINGS):
         reason = KNOWN_FAILING.get((method, check))
         marks = [pytest.mark.xfail(reason=reason, strict=False)] if reason else []
+        if method in SLOW_METHODS:
+            marks.append(pytest.mark.slow)
         params.append(pytest.param(method, marks=marks, id=method))
     return params
 
