@@ -29,7 +29,7 @@ class BudgetError(ValueError):
     --------
     >>> import numpy as np, lmatrank
     >>> try:
-    ...     lmatrank.estimate_rank(np.eye(50), method="langevin", max_matvecs=20)
+    ...     lmatrank.estimate_rank(np.eye(50), method="langevin", max_matvecs=8)
     ... except lmatrank.BudgetError as exc:
     ...     print("budget too small")
     budget too small

@@ -299,10 +299,10 @@ def window_moments(recorder, windows, final_stats):
 
     With ``c >= 4`` chains each window's error is the spread of its per-chain means
     (chains are independent), inflated for the ``c - 1`` degrees of freedom; with fewer
-    chains the averaging window's batch-means error is scaled to each window by
-    ``sqrt(length ratio)`` (early windows hold fewer excited modes, so their per-step
-    variance is no larger). Windows inside the averaging window (stationary) never get
-    less than that scaled error, whatever their own chain spread.
+    chains only the windows inside the averaging window are usable: its batch-means error
+    is scaled to each by ``sqrt(length ratio)``, and transient windows get an error so
+    large that the bracket ignores them. Windows inside the averaging window (stationary)
+    never get less than that scaled error, whatever their own chain spread.
     """
     edges = recorder.edges()
     sums, lengths = recorder.pieces()
@@ -329,8 +329,16 @@ def window_moments(recorder, windows, final_stats):
         # decide it)
         stationary = np.array([a >= final_stats.start for a, _ in windows])
         errs = list(np.where(stationary, np.maximum(own, errs), own))
-    how = ("per-chain window means (Student-t inflated)" if c >= 4 else "averaging-window batch-means error scaled by "
-           "sqrt(length ratio), Student-t inflated")
+    else:
+        # with fewer than 4 chains nothing measures the error of a transient window (batch
+        # means of a single transient are not independent; a low chance error once gave a
+        # bracket that missed the truth): only the stationary windows are used, the others
+        # get an error so large that no bound leans on them
+        useless = 1e3 * max(1.0, float(np.max(np.abs(moments))))
+        errs = [e if a >= final_stats.start else useless for (a, _), e in zip(windows, errs)]
+    how = ("per-chain window means (Student-t inflated)" if c >= 4 else "stationary windows "
+           "only: averaging-window batch-means error scaled by sqrt(length ratio), Student-t "
+           "inflated")
     return WindowMoments(windows=list(windows), moments=np.asarray(moments),
                          stderr=np.asarray(errs), method=how, transform=transform)
 
