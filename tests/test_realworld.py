@@ -26,19 +26,7 @@ from lmatrank import _api
 
 from tests._realworld import SMALL, case_seed, contract_rule, count_above, real_matrix
 
-_THRESHOLD_RULE = "reports its own threshold, not the contract's rule (count_threshold)"
-KNOWN_FAILING: dict = {
-    "langevin": _THRESHOLD_RULE + " (the filter's half-count point)",
-    "slq": _THRESHOLD_RULE + "; rank n with a zero-width interval on singular matrices",
-    "chebyshev": _THRESHOLD_RULE + " (its gap rule); interval misses the count at rtol",
-    "kpm": _THRESHOLD_RULE + " (its gap rule); interval misses the count at rtol",
-    ("auto", "iris_rbf", "default"): "sketch branch: " + _THRESHOLD_RULE,
-    ("auto", "path100_laplacian", "default"): "sketch branch: " + _THRESHOLD_RULE,
-    ("auto", "ss_bcsstk01", "default"): "sketch branch: " + _THRESHOLD_RULE,
-    ("sketch", "iris_rbf", "default"): _THRESHOLD_RULE,
-    ("sketch", "path100_laplacian", "default"): _THRESHOLD_RULE,
-    ("sketch", "ss_bcsstk01", "default"): _THRESHOLD_RULE,
-}
+KNOWN_FAILING: dict = {}
 
 #: (method, matrix) cases that take ~10 s on a shared 2-core machine: run with -m slow
 SLOW = {("langevin", "mlp4_digits200_hessian")}
