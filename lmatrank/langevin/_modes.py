@@ -198,6 +198,20 @@ def _affine_baoab(lam, h, c):
     return A
 
 
+
+def _advance(state, powers, delta):
+    """``A^delta state`` for a batch of modes by binary powering; ``powers[k] = A^(2^k)``
+    (extended in place as needed, so segments reuse the squarings)."""
+    k = 0
+    while delta:
+        if k == len(powers):
+            powers.append(powers[-1] @ powers[-1])
+        if delta & 1:
+            state = np.einsum("mij,mj->mi", powers[k], state)
+        delta >>= 1
+        k += 1
+    return state
+
 def baoab_window_filters(lam, h, segments, windows, *, p0_variance=1.0):
     """Expected window means of one BAOAB mode's rank observable, shape ``(K, len(lam))``.
 
@@ -234,28 +248,12 @@ def baoab_window_filters(lam, h, segments, windows, *, p0_variance=1.0):
         A = _affine_baoab(lam, h, float(c))
         powers = [A]  # powers[k] = A^(2^k), built as needed
         while ti < len(times) and times[ti] <= end:
-            delta = times[ti] - done
-            k = 0
-            while delta:
-                if k == len(powers):
-                    powers.append(powers[-1] @ powers[-1])
-                if delta & 1:
-                    state = np.einsum("mij,mj->mi", powers[k], state)
-                delta >>= 1
-                k += 1
+            state = _advance(state, powers, times[ti] - done)
             done = times[ti]
             acc[done] = state[:, 5].copy()
             ti += 1
         if done < end and ti < len(times):  # carry the state to the end of the segment
-            delta = end - done
-            k = 0
-            while delta:
-                if k == len(powers):
-                    powers.append(powers[-1] @ powers[-1])
-                if delta & 1:
-                    state = np.einsum("mij,mj->mi", powers[k], state)
-                delta >>= 1
-                k += 1
+            state = _advance(state, powers, end - done)
             done = end
     out = np.empty((len(windows), m))
     for j, (a, b) in enumerate(windows):
