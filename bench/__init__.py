@@ -13,6 +13,7 @@ matrices: right, inside the reported interval, confident-wrong).
 """
 
 BENCHMARKS = ("table1", "fig1", "families", "report", "speed", "scaling", "gpu", "denoising",
-              "accuracy", "realworld", "time_to_answer")
+              "accuracy", "realworld", "time_to_answer",
+              "scale")
 
 __all__ = ["BENCHMARKS"]
