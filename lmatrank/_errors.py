@@ -1,6 +1,7 @@
 """Exceptions and warnings raised by lmatrank."""
 
-__all__ = ["BudgetError", "BudgetWarning", "ConvergenceWarning", "DivergenceError"]
+__all__ = ["BudgetError", "BudgetWarning", "CheckpointError", "ConvergenceWarning",
+           "DivergenceError"]
 
 
 class DivergenceError(ArithmeticError):
@@ -33,6 +34,29 @@ class BudgetError(ValueError):
     ... except lmatrank.BudgetError as exc:
     ...     print("budget too small")
     budget too small
+    """
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be used: truncated, corrupt, or written by another run.
+
+    Raised instead of silently restarting (or continuing with wrong data) when the file
+    given as ``checkpoint=`` is not a complete lmatrank checkpoint, when a stored array
+    does not match its recorded digest, or when it was written for another matrix or
+    other settings (the message names what differs). A ``ValueError`` subclass: the file
+    is an argument the caller chose.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, lmatrank
+    >>> path = os.path.join(tempfile.mkdtemp(), "run.ckpt")
+    >>> with open(path, "wb") as fh:
+    ...     _ = fh.write(b"not a checkpoint")
+    >>> try:
+    ...     lmatrank.estimate_rank(np.eye(4), method="langevin", rng=0, checkpoint=path)
+    ... except lmatrank.CheckpointError as exc:
+    ...     print("refused")
+    refused
     """
 
 

@@ -25,7 +25,7 @@ import pytest
 PACKAGE = "lmatrank"
 ROOT = pathlib.Path(__file__).resolve().parents[1] / PACKAGE
 
-LAYER = {"_result": 0, "_errors": 0, "_checks": 0, "_progress": 0, "_xp": 0, "_config": 0,
+LAYER = {"_result": 0, "_errors": 0, "_checks": 0, "_progress": 0, "_xp": 0, "_config": 0, "_checkpoint": 0,
          "operators": 1, "backends": 1, "theory": 1, "_interop": 1,
          "spectral": 2, "_exact": 2, "langevin": 3,
          "_api": 4, "_auto": 4, "distributed": 4, "__init__": 4,

@@ -39,6 +39,7 @@ import math
 
 import numpy as np
 
+from .._errors import CheckpointError
 from .._errors import DivergedRun  # re-exported: the drivers' divergence signal
 from .._progress import RunningChainMean
 
@@ -51,7 +52,7 @@ _EM_CHUNK = 2048
 
 def run_euler_maruyama(op, backend, *, n_chains, n_steps, eta, sigma2, precond, noise, gen,
                        corrected=True, blowup=None, progress=None, burn_in=0, budget=None,
-                       recorder=None):
+                       recorder=None, journal=None):
     """Simulate `n_steps` EM steps of `n_chains` chains from ``theta_0 = 0``.
 
     Returns
@@ -67,6 +68,10 @@ def run_euler_maruyama(op, backend, *, n_chains, n_steps, eta, sigma2, precond, 
     `progress`, if not None, is called after every step as
     ``progress(op.matvecs, budget, estimate, stderr)`` with the running mean of
     the rows after `burn_in` (see :mod:`lmatrank._progress`).
+
+    With a `journal` (:class:`._journal.RunJournal`) the rows are logged and the
+    checkpoint saved when due (the state ``theta`` after the last logged row); rows the
+    journal already holds are replayed without products (deterministic replay).
 
     Raises
     ------
@@ -89,11 +94,13 @@ def run_euler_maruyama(op, backend, *, n_chains, n_steps, eta, sigma2, precond, 
     >>> bool(abs(trace[100:].mean() - 2.0) < 0.1)  # rank 2 (corrected observable)
     True
     """
+    call = journal.open_call() if journal is not None else None
     device_run = getattr(backend, "run_euler_maruyama", None)
     if device_run is not None:  # e.g. the CuPy backend keeps chains and trace on the device
-        trace = device_run(op, n_chains=n_chains, n_steps=n_steps, eta=eta, sigma2=sigma2,
-                           precond=precond, noise=noise, gen=gen, corrected=corrected,
-                           blowup=blowup, progress=progress, burn_in=burn_in, budget=budget)
+        trace = _device_em(journal, call, n_chains, lambda: device_run(
+            op, n_chains=n_chains, n_steps=n_steps, eta=eta, sigma2=sigma2, precond=precond,
+            noise=noise, gen=gen, corrected=corrected, blowup=blowup, progress=progress,
+            burn_in=burn_in, budget=budget))
         if recorder is not None:
             recorder.push(trace)
             return recorder
@@ -108,30 +115,109 @@ def run_euler_maruyama(op, backend, *, n_chains, n_steps, eta, sigma2, precond, 
     inv_sigma2 = 1.0 / sigma2
     tracker = RunningChainMean(burn_in) if progress is not None else None
     fused_step = getattr(backend, "em_step", None)  # product + noise + update in one kernel
+    log = _EmLog(journal, call, n_chains, n_steps)
+    if log.state is not None:
+        theta = np.array(log.state["theta"], dtype=op.dtype)
     for k in range(n_steps):
-        if fused_step is not None:
-            theta, quad, gnorm = fused_step(op, theta, eta=eta, noise_std=noise_std,
-                                            precond=precond, noise=noise, gen=gen)
+        if k < log.replayed:
+            row = log.replay_rows[k]
         else:
-            s_theta = backend.matmat(op, theta)
-            quad, gnorm = backend.em_update(theta, s_theta, eta=eta, noise_std=noise_std,
-                                            precond=precond, noise=noise, gen=gen)
-        row = 2.0 * quad - eta * gnorm if corrected else 2.0 * quad
-        row *= inv_sigma2
+            if fused_step is not None:
+                theta, quad, gnorm = fused_step(op, theta, eta=eta, noise_std=noise_std,
+                                                precond=precond, noise=noise, gen=gen)
+            else:
+                s_theta = backend.matmat(op, theta)
+                quad, gnorm = backend.em_update(theta, s_theta, eta=eta, noise_std=noise_std,
+                                                precond=precond, noise=noise, gen=gen)
+            row = 2.0 * quad - eta * gnorm if corrected else 2.0 * quad
+            row *= inv_sigma2
+            worst = row.max()
+            if not (worst < blowup and row.min() > -blowup):  # NaN fails both; EM with eta*lambda > 2 runs to -inf
+                exc = DivergedRun(k, float(worst))
+                log.diverged(exc)
+                raise exc
+            log.push(row, k, theta)
         trace[k % chunk] = row
-        worst = row.max()
-        if not (worst < blowup and row.min() > -blowup):  # NaN fails both; EM with eta*lambda > 2 runs to -inf
-            raise DivergedRun(k, float(worst))
         if tracker is not None:
             progress(op.matvecs, budget, *tracker.push(row))
         if recorder is not None and (k + 1) % chunk == 0:
             recorder.push(trace)
+    log.close(theta)
     if recorder is not None:
         rest = n_steps % chunk if chunk else 0
         if rest:
             recorder.push(trace[:rest])
         return recorder
     return trace
+
+
+def _device_em(journal, call, n_chains, run):
+    """A device backend's whole EM run as one journal segment (replayed or run live)."""
+    if journal is None:
+        return run()
+    taken = journal.take(call, "em")
+    if taken is not None:
+        return taken[0]
+    before = journal.matvecs()
+    try:
+        trace = run()
+    except DivergedRun as exc:
+        journal.record_divergence(call, before, exc, n_chains)
+        raise
+    journal.record(call, "em", trace, before, lambda: None)
+    return trace
+
+
+class _EmLog:
+    """The journal side of one host EM run: replayed rows, restored state, live logging."""
+
+    def __init__(self, journal, call, n_chains, n_steps):
+        self.journal, self.call, self.c = journal, call, n_chains
+        self.replayed, self.replay_rows, self.state = 0, None, None
+        self.pending = []
+        if journal is None:
+            return
+        blocks = []
+        while True:  # the segments of this run, in order (a logged divergence raises)
+            taken = journal.take(call, "em")
+            if taken is None:
+                break
+            blocks.append(taken[0])
+            if taken[1] is not None:
+                self.state = taken[1][1]
+        if blocks:
+            self.replay_rows = np.concatenate(blocks)
+            self.replayed = self.replay_rows.shape[0]
+            if self.replayed < n_steps and self.state is None:
+                raise CheckpointError(
+                    f"the checkpoint logs {self.replayed} of {n_steps} Euler-Maruyama steps "
+                    "but not the state after them: it was written by other code or "
+                    "settings; delete it to start afresh")
+        self.mark = journal.matvecs()
+
+    def push(self, row, k, theta):
+        """Log the live row of step `k`; save when due (the state after step ``k + 1``)."""
+        if self.journal is None:
+            return
+        self.pending.append(row)
+        if self.journal.writer.due():
+            self._record(lambda: (dict(steps=k + 1), dict(theta=np.asarray(theta))))
+
+    def diverged(self, exc):
+        if self.journal is not None:
+            if self.pending:
+                self._record(lambda: None, save=False)
+            self.journal.record_divergence(self.call, self.mark, exc, self.c)
+
+    def close(self, theta):
+        if self.journal is not None and self.pending:
+            self._record(lambda: None, save=False)
+
+    def _record(self, state, save=True):
+        rows = np.array(self.pending, dtype=np.float64).reshape(len(self.pending), self.c)
+        self.pending = []
+        self.journal.record(self.call, "em", rows, self.mark, state, may_save=save)
+        self.mark = self.journal.matvecs()
 
 
 class BaoabChains:
@@ -156,6 +242,10 @@ class BaoabChains:
         Rows between divergence checks (and progress reports). Default: every
         row on the host; every 64 rows on a device, where each check is a
         device-to-host copy and a synchronisation.
+    journal : lmatrank.langevin._journal.RunJournal, optional
+        Logs every :meth:`advance` (and saves the checkpoint when due, with the state
+        after it); an advance the journal already holds is replayed without products,
+        and after the last logged one the saved state is restored.
 
     Notes
     -----
@@ -165,7 +255,7 @@ class BaoabChains:
     """
 
     def __init__(self, op, backend, *, n_chains, h, friction, temperature, precond, noise, gen,
-                 blowup=None, check_every=None):
+                 blowup=None, check_every=None, journal=None):
         self.op, self.backend = op, backend
         self.h, self.friction, self.temperature = float(h), float(friction), float(temperature)
         self.precond, self.noise_kind, self.gen = precond, noise, gen
@@ -186,6 +276,9 @@ class BaoabChains:
         # the segment-end product reuses one buffer when the backend can write into it
         self._spare = None
         self._matmat_has_out = "out" in inspect.signature(backend.matmat).parameters
+        self.journal = journal
+        self._call = journal.open_call() if journal is not None else None
+        self._stale = False
 
     def set_friction(self, friction):
         """Change ``c = exp(-gamma h)``; the stationary law does not depend on it."""
@@ -195,12 +288,64 @@ class BaoabChains:
         """Run `n_steps` steps; return their observables, shape ``(n_steps, n_chains)``,
         as a host float64 array.
 
+        Costs exactly `n_steps` products (see :meth:`_advance_live`). With a journal the
+        call is logged, or replayed when the journal holds it (no product is computed;
+        the logged ones are counted).
+        """
+        journal = self.journal
+        if journal is None:
+            return self._advance_live(n_steps, progress, tracker, budget)
+        taken = journal.take(self._call, "baoab", n_steps)
+        if taken is not None:
+            rows, state = taken
+            if state is not None:
+                self._restore(*state)
+            elif not journal.replaying:  # the log ends here without the state after it
+                self._stale = True
+            if progress is not None and tracker is not None:
+                for row in rows:
+                    progress(self.op.matvecs, budget, *tracker.push(row))
+            return rows
+        before = journal.matvecs()
+        try:
+            trace = self._advance_live(n_steps, progress, tracker, budget)
+        except DivergedRun as exc:
+            journal.record_divergence(self._call, before, exc, self.q.shape[1])
+            raise
+        journal.record(self._call, "baoab", trace, before, self._state)
+        return trace
+
+    def _state(self):
+        """``(meta, host arrays)`` of the chains (positions, velocities, ``S q``)."""
+        arrays = dict(q=self._to_host(self.q), p=self._to_host(self.p))
+        if self.s_q is not None:
+            arrays["s_q"] = self._to_host(self.s_q)
+        return dict(steps=int(self.steps), friction=self.friction), arrays
+
+    def _restore(self, meta, arrays):
+        """Take a saved state (the inverse of :meth:`_state`)."""
+        xp, dtype = self.xp, self.q.dtype
+        if arrays["q"].shape != self.q.shape:
+            raise CheckpointError(f"the checkpoint's chains have shape {arrays['q'].shape}, "
+                                  f"this run's {self.q.shape}")
+        self.q = xp.array(arrays["q"], dtype=dtype)
+        self.p = xp.array(arrays["p"], dtype=dtype)
+        self.s_q = xp.array(arrays["s_q"], dtype=dtype) if "s_q" in arrays else None
+        self._spare = None
+        self.steps = int(meta["steps"])
+
+    def _advance_live(self, n_steps, progress, tracker, budget):
+        """:meth:`advance` without the journal.
+
         Costs exactly `n_steps` products. With a backend that has a full-step
         method (``baoab_step``: product and update in one call, e.g. the Numba
         backend's fused kernel) the product ``S q`` of each state is taken at
         the start of the step that leaves it, and the last state's product
         once at the end of the segment; otherwise after every update.
         """
+        if self._stale:
+            raise CheckpointError("the checkpoint logs this run's chains but not their state "
+                                  "after the last logged segment; delete it to start afresh")
         xp = self.xp
         trace = np.empty((n_steps, self.q.shape[1]), dtype=np.float64)
         # rows are written where the chains live and brought to the host at each check

@@ -30,7 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import (check_choice, check_positive_float, check_positive_int)
+from .._checkpoint import operator_fingerprint
+from .._checks import (check_choice, check_nonnegative_float, check_positive_float,
+                       check_positive_int)
 from .._errors import BudgetError, ConvergenceWarning, DivergenceError
 from .._progress import make_progress
 from .._result import RankEstimate, count_threshold, rounded_rank
@@ -39,6 +41,7 @@ from ..operators import SquaredOperator, as_preconditioner
 from ..spectral import lanczos_extremes
 from ..spectral._bracket import count_bracket
 from ._dynamics import DivergedRun, run_euler_maruyama
+from ._journal import open_journal
 from ._kinetic import (BAOAB_STEP_FACTOR, DEFAULT_BAOAB_CHAINS, DEFAULT_TARGET_RSE, P0_VARIANCE, PLATEAU_SPAN,
                        RESOLUTION_HORIZON, STDERR_FLOOR, half_count_schedule, run_baoab_estimate,
                        segment_frictions, threshold_curve_from_record)
@@ -59,6 +62,8 @@ LAMBDA_MAX_INFLATION = 1.01
 PAPER_SETTINGS = dict(sigma2=2e-5, eta=1e-4, n_steps=15_000, n_avg=10_000, n_chains=1,
                       noise="gaussian", corrected=False)
 _MAX_BACKOFFS = 3
+#: Seconds between the saves of a run with ``checkpoint=`` (``checkpoint_every``).
+CHECKPOINT_EVERY = 5.0
 # relative size of a negative Ritz value that makes the input "indefinite"
 _INDEFINITE_RTOL = float(np.sqrt(np.finfo(np.float64).eps))
 
@@ -323,7 +328,8 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
                   n_steps=None, n_avg=None, eta=None, sigma2=None, preconditioner=None,
                   noise=None, corrected=None, max_matvecs=None, backend=None,
                   spectrum="auto", lanczos_steps=None, progress=False, scheme=None, h=None,
-                  friction=None, target_rse=None, plateau=False):
+                  friction=None, target_rse=None, plateau=False, checkpoint=None,
+                  checkpoint_every=CHECKPOINT_EVERY):
     """Estimate ``rank(S)`` from the expected loss of preconditioned Langevin dynamics.
 
     Called through :func:`lmatrank.estimate_rank` with ``method="langevin"``;
@@ -418,6 +424,18 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
         stderr, drawn only when standard error is a terminal. A callable is
         called after every step as ``progress(matvecs, budget, estimate,
         stderr)`` (see :mod:`lmatrank._progress`).
+    checkpoint : str or os.PathLike, optional
+        File (``.npz`` format, any name) in which the run saves its progress every
+        `checkpoint_every` seconds and at the end. When the file exists the run
+        continues from it: the part it logged is replayed without products, and the
+        result is bit-identical to an uninterrupted run with the same `rng` (numpy and
+        numba backends), also after the process was killed at any point. A file
+        written for another matrix or other options, or a truncated or corrupt one,
+        raises :class:`~lmatrank.CheckpointError`. The file is kept after the run; a
+        rerun returns the same result at once. See docs/checkpoint.md.
+    checkpoint_every : float
+        Seconds between saves (default 5; a save never takes more than about a
+        tenth of the run).
 
     Returns
     -------
@@ -469,6 +487,49 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
     (False, 'gaussian', 0.0001)
     """
     gen = np.random.default_rng(rng)
+    journal = None
+    if checkpoint is not None:
+        settings = dict(rtol=rtol, atol=atol, paper=paper, n_chains=n_chains, n_steps=n_steps,
+                        n_avg=n_avg, eta=eta, sigma2=sigma2, noise=noise, corrected=corrected,
+                        max_matvecs=max_matvecs, spectrum=spectrum, lanczos_steps=lanczos_steps,
+                        scheme=scheme, h=h, friction=friction, target_rse=target_rse,
+                        plateau=plateau)
+        journal = open_journal(op, gen, checkpoint,
+                               every_seconds=check_nonnegative_float("checkpoint_every",
+                                                                     checkpoint_every),
+                               settings=_run_identity(op, settings, backend, preconditioner))
+    est = _langevin_run(op, gen, journal, rtol=rtol, atol=atol, paper=paper,
+                        n_chains=n_chains, n_steps=n_steps, n_avg=n_avg, eta=eta, sigma2=sigma2,
+                        preconditioner=preconditioner, noise=noise, corrected=corrected,
+                        max_matvecs=max_matvecs, backend=backend, spectrum=spectrum,
+                        lanczos_steps=lanczos_steps, progress=progress, scheme=scheme, h=h,
+                        friction=friction, target_rse=target_rse, plateau=plateau)
+    if journal is not None:
+        journal.finish()
+    return est
+
+
+def _run_identity(op, settings, backend, preconditioner):
+    """What identifies a run in its checkpoint besides the operator's fingerprint and the
+    generator: the options, the backend (its noise and summation order), the
+    preconditioner (a fingerprint of its products) and the operator's threshold inputs."""
+    be = get_backend(backend, op)
+    precond = as_preconditioner(preconditioner, op.n, op.dtype)
+    settings = {k: (float(v) if isinstance(v, (float, np.floating)) else v)
+                for k, v in settings.items()}
+    noise_floor = getattr(op, "noise_floor", None)
+    return dict(settings, backend=dict(name=be.name, reorder=getattr(be, "reorder", None)),
+                preconditioner=None if precond.is_identity else operator_fingerprint(
+                    precond.apply, op.n, op.dtype),
+                dtype=np.dtype(op.dtype).name,
+                noise_floor=None if noise_floor is None else float(noise_floor),
+                scale=float(getattr(op, "scale", 1.0)))
+
+
+def _langevin_run(op, gen, journal, *, rtol, atol, paper, n_chains, n_steps, n_avg, eta,
+                  sigma2, preconditioner, noise, corrected, max_matvecs, backend, spectrum,
+                  lanczos_steps, progress, scheme, h, friction, target_rse, plateau):
+    """:func:`langevin_rank` after the generator and the journal are set up."""
     if scheme is None:
         scheme = "em" if (paper or eta is not None or corrected is not None) else DEFAULT_SCHEME
     if scheme not in ("em", "baoab"):
@@ -481,7 +542,8 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
                            n_avg=n_avg, sigma2=sigma2, preconditioner=preconditioner,
                            noise=noise, max_matvecs=max_matvecs, backend=backend,
                            spectrum=spectrum, lanczos_steps=lanczos_steps, progress=progress,
-                           h=h, friction=friction, target_rse=target_rse, plateau=plateau)
+                           h=h, friction=friction, target_rse=target_rse, plateau=plateau,
+                           journal=journal)
     if h is not None or friction is not None or target_rse is not None or plateau:
         raise ValueError("h, friction, target_rse and plateau apply to scheme='baoab'")
     settings = dict(n_chains=n_chains, n_steps=n_steps, n_avg=n_avg, eta=eta, sigma2=sigma2,
@@ -534,7 +596,7 @@ def langevin_rank(op, *, rtol=None, atol=None, rng=None, paper=False, n_chains=N
                 run_op, be, n_chains=plan["n_chains"], n_steps=plan["n_steps"], eta=step,
                 sigma2=settings["sigma2"], precond=precond, noise=settings["noise"], gen=gen,
                 corrected=settings["corrected"], progress=bar, burn_in=plan["burn_in"],
-                budget=budget, recorder=TraceRecorder(plan["n_chains"]))
+                budget=budget, recorder=TraceRecorder(plan["n_chains"]), journal=journal)
         except DivergedRun as exc:
             attempts.append(dict(eta=step, squared=squared, step=exc.step, value=exc.value))
             if user_eta is not None:
@@ -644,7 +706,7 @@ def _summarise(record, plan, settings, eta, op, bounds, squared, be, attempts,
         warnings.warn(_not_converged_message(outcome, accuracy_met=True, accuracy_note="",
                                              abs_lam_max=abs_lam_max, needed_products=needed,
                                              scheme="Euler-Maruyama", budget_option=option),
-                      ConvergenceWarning, stacklevel=4)
+                      ConvergenceWarning, stacklevel=5)
     rank_curve, curve_steps = record.curve()
     info = dict(
         scheme="euler-maruyama", eta=eta, sigma2=settings["sigma2"], noise=settings["noise"],
@@ -675,7 +737,7 @@ def _outcome_info(outcome, abs_lam_max):
 
 def _baoab_rank(op, *, gen, rtol, atol, n_chains, n_steps, n_avg, sigma2, preconditioner, noise,
                 max_matvecs, backend, spectrum, lanczos_steps, progress, h, friction, target_rse,
-                plateau=False):
+                plateau=False, journal=None):
     """``scheme="baoab"``: kinetic Langevin with automatic tuning and sequential stopping."""
     settings = dict(n_chains=n_chains, n_steps=n_steps, n_avg=n_avg, eta=None,
                     sigma2=1.0 if sigma2 is None else sigma2,
@@ -742,7 +804,7 @@ def _baoab_rank(op, *, gen, rtol, atol, n_chains, n_steps, n_avg, sigma2, precon
                 lam_lo=lam_lo, h=step, friction=friction, target_rse=target_rse,
                 stderr_floor=stderr_floor, plateau=bool(plateau),
                 n_steps=n_steps, n_avg=n_avg, progress=bar, budget=budget,
-                min_steps=2 * need if reachable else 0, warn=False)
+                min_steps=2 * need if reachable else 0, warn=False, journal=journal)
         except DivergedRun as exc:
             attempts.append(dict(h=step, squared=squared, step=exc.step, value=exc.value))
             if h is not None:
@@ -805,14 +867,14 @@ def _baoab_rank(op, *, gen, rtol, atol, n_chains, n_steps, n_avg, sigma2, precon
         warnings.warn(_not_converged_message(outcome, accuracy_met=accuracy_met,
                                              accuracy_note=note, abs_lam_max=abs_lam_max,
                                              needed_products=needed, scheme="BAOAB"),
-                      ConvergenceWarning, stacklevel=3)
+                      ConvergenceWarning, stacklevel=4)
     elif not converged:
         warnings.warn(_not_converged_message(outcome, accuracy_met=True, accuracy_note="",
                                              abs_lam_max=abs_lam_max,
                                              needed_products=math.inf if not math.isfinite(need)
                                              else op.matvecs + 2 * need * c * pps,
                                              scheme="BAOAB"),
-                      ConvergenceWarning, stacklevel=3)
+                      ConvergenceWarning, stacklevel=4)
     rank_curve, curve_steps = record.curve()
     info = dict(
         scheme="baoab", h=plan["h"],

@@ -330,7 +330,7 @@ def _advance(chains, recorder, steps, advance):
 def run_baoab_estimate(run_op, be, *, lam_max, n_chains, max_steps, sigma2, precond, noise, gen,
                        lam_lo=None, h=None, friction=None, target_rse=DEFAULT_TARGET_RSE, n_steps=None,
                        n_avg=None, progress=None, budget=None, stderr_floor=STDERR_FLOOR,
-                       plateau=False, min_steps=0, warn=True):
+                       plateau=False, min_steps=0, warn=True, journal=None):
     """Advance BAOAB chains with sequential stopping; return the record and the summary.
 
     `max_steps` caps the steps per chain (the budget). With `n_steps` fixed the
@@ -338,7 +338,8 @@ def run_baoab_estimate(run_op, be, *, lam_max, n_chains, max_steps, sigma2, prec
     (the horizon that resolves the requested threshold). Without `lam_lo` (no
     threshold), `friction` and `n_steps` the run searches for a plateau in stages
     (module docstring; ``plateau=False`` plans the whole budget at once instead).
-    Raises DivergedRun on divergence.
+    Raises DivergedRun on divergence. `journal` (:class:`._journal.RunJournal`) logs and
+    replays the chains' segments (checkpoint and resume).
 
     The returned dict holds ``record`` (a :class:`._record.TraceRecorder`: memory
     independent of the run length), ``first_block`` / ``burn_in`` (the averaging
@@ -352,7 +353,8 @@ def run_baoab_estimate(run_op, be, *, lam_max, n_chains, max_steps, sigma2, prec
     plan = plan_baoab(lam_max=lam_max, n_chains=n_chains,
                       budget_steps=n_steps or max_steps, lam_lo=lam_lo, h=h, friction=friction)
     chains = BaoabChains(run_op, be, n_chains=n_chains, h=plan["h"], friction=plan["friction"],
-                         temperature=sigma2 / 2.0, precond=precond, noise=noise, gen=gen)
+                         temperature=sigma2 / 2.0, precond=precond, noise=noise, gen=gen,
+                         journal=journal)
     if P0_VARIANCE != 1.0:
         chains.p *= math.sqrt(P0_VARIANCE)
     tracker = None
