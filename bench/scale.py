@@ -60,7 +60,8 @@ import numpy as np
 from . import _common as C
 
 __all__ = ["main", "path_eigenvalues", "exact_count", "grid_laplacian", "numpy_threshold",
-           "case_record", "TUNED", "FULL", "QUICK", "matrix_bytes", "step_bytes", "lambda_max"]
+           "case_record", "parse_cases", "TUNED", "FULL", "QUICK", "matrix_bytes", "step_bytes",
+           "lambda_max"]
 
 NAME = "scale"
 EPS = float(np.finfo(np.float64).eps)
@@ -68,18 +69,17 @@ EPS = float(np.finfo(np.float64).eps)
 #: options of the "tuned" runs, per grid dimension: see docs/benchmarks_scale.md for how
 #: they were chosen (measured with this benchmark).
 TUNED = {
-    3: dict(rtol=1e-5, n_chains=2, max_matvecs=4_000),
-    2: dict(rtol=1e-7, n_chains=2, max_matvecs=12_000),
+    3: dict(n_chains=2, max_matvecs=500, lanczos_steps=30),
+    2: dict(n_chains=2, max_matvecs=500, lanczos_steps=30),
 }
 #: (dimension, m): n = m**d
-FULL = dict(cases=((3, 46), (3, 100), (3, 215), (2, 316), (2, 1000), (2, 3162)),
+FULL = dict(cases=((3, 46), (3, 100), (2, 316), (2, 1000), (3, 215), (2, 3162)),   # 1e7 last
             settings=("default", "tuned"),
             # the default settings (20,000 products of 8 chains) would take ~15 min per
             # 1e7 case on 2 cores: they run up to this n
             default_max_n=2_000_000, bandwidth_elems=1 << 25, bandwidth_reps=7)
 QUICK = dict(cases=((3, 22), (3, 46), (2, 100), (2, 316)), settings=("tuned",),
-             default_max_n=0, bandwidth_elems=1 << 22, bandwidth_reps=3,
-             max_matvecs=600)
+             default_max_n=0, bandwidth_elems=1 << 22, bandwidth_reps=3)
 
 
 # ---------------------------------------------------------------- matrices and truth
@@ -193,6 +193,7 @@ def _estimate(A, seed, options):
 def case_record(dim, m, options, seed, *, warm=True):
     """Run one case in this process; returns the record (see the module docstring)."""
     rss0 = _maxrss_mb()
+    load_start = os.getloadavg()[0]
     warm_s = None
     if warm:   # load the compiled kernels (disk cache) on a tiny grid of the same kind
         t0 = time.perf_counter()
@@ -240,6 +241,7 @@ def case_record(dim, m, options, seed, *, warm=True):
         bytes_streamed=moved, step_mb=step_bytes(n, nnz, chains) / 2 ** 20,
         seconds_per_step=wall / max(steps, 1), achieved_gbs=moved / wall / 1e9,
         warnings=[w[:400] for w in warns], backend=info.get("backend"),
+        load_average=[load_start, os.getloadavg()[0]],
     )
 
 
@@ -375,13 +377,15 @@ def markdown(result, argv):
                      C.fmt(rec["build_s"], 2), C.fmt(rec["build_mb"], 0),
                      C.fmt(rec["peak_rss_mb"], 0), C.fmt(rec["step_mb"], 0),
                      C.fmt(1e3 * rec["seconds_per_step"], 1), C.fmt(rec["achieved_gbs"], 2),
+                     C.fmt(rec["cpu_s"], 1),
+                     " / ".join(f"{v:.1f}" for v in rec.get("load_average", ())),
                      f"{rec['resolution']:.3g}", f"{rec['mu_1']:.3g}",
                      f"{rec['truth_at_threshold']:,}",
                      f"{rec['estimate']:,.1f} +- {rec['stderr']:.1f}"])
     lines.append(C.markdown_table(
         ["grid", "settings", "nnz", "CSR MB", "build s", "build MB (rss)", "peak MB (rss)",
-         "MB per step", "ms per step", "GB/s", "resolution", "mu_1", "truth at threshold",
-         "estimate +- stderr"], rows))
+         "MB per step", "ms per step", "GB/s", "CPU s", "load before / after", "resolution",
+         "mu_1", "truth at threshold", "estimate +- stderr"], rows))
     notes = [rec for rec in result["cases"] if rec.get("warnings")]
     if notes:
         lines.append("\n## Warnings lmatrank gave\n")
@@ -427,7 +431,8 @@ def figure(result, path):
     C.save_figure(fig, path)
 
 
-def _parse_cases(text):
+def parse_cases(text):
+    """``'3d:46,2d:316'`` -> ``[(3, 46), (2, 316)]``."""
     cases = []
     for item in text.split(","):
         dim, _, m = item.partition(":")
@@ -446,7 +451,7 @@ def main(argv=None):
     parser.add_argument("--docs", type=Path, default=None,
                         help="also write benchmarks_scale.md/png here (default: docs/ unless "
                              "--quick)")
-    parser.add_argument("--cases", type=_parse_cases, default=None,
+    parser.add_argument("--cases", type=parse_cases, default=None,
                         help="comma-separated grids, e.g. 3d:46,2d:316 (n = m^d)")
     parser.add_argument("--settings", type=lambda s: tuple(x for x in s.split(",") if x),
                         default=None, help="default,tuned")
@@ -498,7 +503,7 @@ def main(argv=None):
                     f"(error {rec['rel_error_pct']:+.4f}%), interval {rec['interval']}, "
                     f"converged {rec['converged']}, "
                     f"roofline {100 * rec['achieved_gbs'] / result['roofline_gbs']:.0f}%")
-    result["cases"] = records
+    result["cases"] = sorted(records, key=lambda r: (-r["dim"], r["m"], r["setting"]))
     out = Path(args.out)
     C.write_json(out / "scale.json", result)
     md = markdown(result, argv)
