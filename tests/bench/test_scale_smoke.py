@@ -63,6 +63,12 @@ def test_laplacian_stencil_and_bytes():
     assert np.allclose(A @ np.ones(64), 0.0)          # Neumann: constants in the kernel
     assert scale.matrix_bytes(64, A.nnz) == 12 * A.nnz + 4 * 65
     assert scale.step_bytes(64, A.nnz, 2) == scale.matrix_bytes(64, A.nnz) + 2 * 4 * 8 * 64
+    # Lanczos: step k reads the k stored basis vectors twice on top of the product
+    extra = scale.lanczos_bytes(64, A.nnz, 3) - scale.lanczos_bytes(64, A.nnz, 2)
+    assert extra == scale.matrix_bytes(64, A.nnz) + (2 * 3 + 12) * 8 * 64
+    assert scale.run_bytes(64, A.nnz, 2, 10, 0) == (10 * scale.step_bytes(64, A.nnz, 2)
+                                                    + 3 * scale.matrix_bytes(64, A.nnz)
+                                                    + 3 * 3 * 8 * 64)
 
 
 def test_bad_inputs_raise():
