@@ -10,12 +10,12 @@ Langevin dynamics (Bar, Mulayoff, Michaeli & Talmon, AAAI 2024):
 """
 
 from ._api import available_methods, estimate_rank, register_method
-from ._errors import BudgetError, ConvergenceWarning, DivergenceError
+from ._errors import BudgetError, CheckpointError, ConvergenceWarning, DivergenceError
 from ._result import RankEstimate
 from .langevin import hessian_rank  # gradient-only Hessian rank (the paper's Algorithm 1)
 from . import operators, theory  # noqa: E402  (public submodules)
 
 __version__ = "0.1.0"
 
-__all__ = ["BudgetError", "ConvergenceWarning", "DivergenceError", "RankEstimate", "available_methods",
+__all__ = ["BudgetError", "CheckpointError", "ConvergenceWarning", "DivergenceError", "RankEstimate", "available_methods",
            "estimate_rank", "hessian_rank", "operators", "register_method", "theory", "__version__"]

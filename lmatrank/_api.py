@@ -6,12 +6,14 @@ import dataclasses
 import importlib
 import inspect
 import math
+import os
 
 import numpy as np
 
 from ._checks import (check_bool, check_choice, check_dtype, check_float,
                       check_nonnegative_float, check_positive_float, check_positive_int,
                       spawn_rngs, validate_options)
+from ._auto import small_explicit_rank
 from .operators import CountingOperator, as_operator
 
 __all__ = ["estimate_rank", "available_methods", "register_method"]
@@ -119,6 +121,27 @@ def _opt_backend(name, value):
     return value
 
 
+def _opt_path(name, value):
+    if value is None or isinstance(value, (str, os.PathLike)):
+        return value
+    raise TypeError(f"{name} must be a file path (str or os.PathLike) or None, "
+                    f"got {type(value).__name__}")
+
+
+def _check_checkpoint(method, func, options, rng):
+    """``checkpoint=`` only where the method saves and resumes, and with a reproducible rng."""
+    if options.get("checkpoint") is None:
+        return
+    if "checkpoint" not in inspect.signature(func).parameters:
+        raise ValueError(
+            f"checkpoint applies to method='langevin' (its chains are what is saved and "
+            f"resumed), not to method={method!r}; pass method='langevin' or drop checkpoint")
+    if rng is None:
+        raise ValueError("checkpoint needs a reproducible rng (an int seed, a SeedSequence "
+                         "or a Generator): with rng=None a rerun would draw other random "
+                         "numbers and could not continue the saved run")
+
+
 def _opt_nonnegative_int(name, value):
     from ._checks import check_int
 
@@ -146,6 +169,8 @@ OPTION_CHECKS = {
     "noise": lambda name, value: check_choice(name, value, ("rademacher", "gaussian"),
                                               allow_none=True),
     "damping": _opt_string, "gap_rule": _opt_string,
+    "checkpoint": lambda name, value: _opt_path(name, value),
+    "checkpoint_every": lambda name, value: check_nonnegative_float(name, value),
 }
 # max_memory of the sketch is a byte count; keep integers integral
 _INTEGRAL_AS_INT = ("max_memory",)
@@ -186,7 +211,9 @@ def estimate_rank(A, *, method=DEFAULT_METHOD, rtol=None, atol=None, rng=None,
         ``sigma2``, ``preconditioner``, ``max_matvecs``, ``backend``, ``paper``
         for Langevin; ``backend`` also for the spectral methods (``"chebyshev"``,
         ``"kpm"``, ``"slq"``, ``"sketch"``: where their products and length-``n``
-        arrays live, e.g. ``"cupy"``). Unknown options raise ``TypeError``; every
+        arrays live, e.g. ``"cupy"``). ``checkpoint="run.ckpt"`` (``method="langevin"``
+        only, with a reproducible `rng`) saves the run every ``checkpoint_every`` seconds
+        and continues it from that file when it exists, bit-identically (docs/checkpoint.md). Unknown options raise ``TypeError``; every
         option is checked before any product (``TypeError`` for a wrong type,
         ``ValueError`` for a wrong value, the option named; see :data:`OPTION_CHECKS`).
 
@@ -239,6 +266,11 @@ def estimate_rank(A, *, method=DEFAULT_METHOD, rtol=None, atol=None, rng=None,
     atol = _check_tolerance("atol", atol)
     check_symmetry = check_bool("check_symmetry", check_symmetry)
     dtype = check_dtype("dtype", dtype)
+    if method == "auto" and not options and dtype is None:
+        est = small_explicit_rank(A, rtol=rtol, atol=atol, rng=rng, check_symmetry=check_symmetry)
+        if est is not None:
+            return est
+    _check_checkpoint(method, func, options, rng)
     _check_options(method, func, options)
     options = _validate_method_options(options)
     check_gen, run_gen = spawn_rngs(rng, 2)

@@ -107,7 +107,7 @@ def to_json(value):
     if isinstance(value, (list, tuple)):
         return [to_json(v) for v in value]
     if isinstance(value, np.ndarray):
-        return {"__ndarray__": value.tolist(), "dtype": value.dtype.str.lstrip("<>|=")}
+        return {"__ndarray__": value.tolist(), "dtype": value.dtype.name}
     if isinstance(value, (np.bool_,)):
         return bool(value)
     if isinstance(value, np.integer):
@@ -168,9 +168,9 @@ def save_checkpoint(path, ckpt):
                 digests={name: array_digest(a) for name, a in arrays.items()})
     text = json.dumps(meta, sort_keys=True).encode("utf-8")
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=directory)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a saved file gets the usual mode
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **{_META: np.frombuffer(text, dtype=np.uint8)}, **arrays)
             fh.flush()
@@ -183,6 +183,32 @@ def save_checkpoint(path, ckpt):
             pass
         raise
     _fsync_directory(directory)
+
+
+def _temporary_prefix(path):
+    return "." + os.path.basename(path) + "."
+
+
+def _remove_stale_temporaries(path):
+    """Remove temporary files a killed writer of `path` left behind (never the target)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix = _temporary_prefix(path)
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(prefix) and name.endswith(".tmp"):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_directory(directory):
@@ -402,7 +428,8 @@ def _short(value, limit=60):
 class CheckpointWriter:
     """Saves a run's checkpoint to `path` at most every `every_seconds` (and on request).
 
-    :meth:`due` says whether the next save should happen now: `every_seconds` have passed
+    Temporary files that a killed writer of the same `path` left behind are removed when
+    the writer is made. :meth:`due` says whether the next save should happen now: `every_seconds` have passed
     since the last save (or since the writer was made), and at least ten times the
     duration of the last save, so that saving a large state never takes more than about a
     tenth of the run. :meth:`save` writes atomically (:func:`save_checkpoint`).
@@ -425,6 +452,7 @@ class CheckpointWriter:
         self.saves = 0
         self._last = time.monotonic()
         self._cost = 0.0
+        _remove_stale_temporaries(self.path)
 
     def due(self):
         """Whether a save is due now."""

@@ -471,6 +471,9 @@ def _add_estimate_options(parser):
                         help="save diagnostic plots to this file (needs matplotlib)")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no progress bar and no warnings")
+    parser.add_argument("--checkpoint", metavar="FILE", default=None,
+                        help="save the run to FILE every few seconds and continue from it "
+                        "when it exists (--method langevin; see docs/checkpoint.md)")
 
 
 def build_parser(prog="lmatrank"):
@@ -559,6 +562,8 @@ def _run_estimate(args, matrix, label, true_rank, *, out, err, spectrum=None):
         options["max_matvecs"] = args.max_matvecs
     if args.method is not None:
         options["method"] = args.method
+    if args.checkpoint is not None:
+        options["checkpoint"] = args.checkpoint
     if not args.quiet and "progress" not in options and _method_accepts(args.method, "progress"):
         options["progress"] = True
     start = time.perf_counter()

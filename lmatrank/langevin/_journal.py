@@ -192,12 +192,15 @@ class RunJournal:
             self.save(state())
 
     def record_divergence(self, call, matvecs_before, exc, n_chains):
-        """Log a segment that raised :class:`DivergedRun` (`exc`)."""
+        """Log a segment that raised :class:`DivergedRun` (`exc`); save if due (no chain
+        state is needed: the diverged chains are never continued)."""
         self._append(dict(call=call, kind="diverged", rows=0, chains=int(n_chains),
                           matvecs_before=int(matvecs_before),
                           products=self.matvecs() - int(matvecs_before),
                           step=int(exc.step), value=float(exc.value)),
                      np.zeros((0, int(n_chains))))
+        if self.writer.due():
+            self.save(None)
 
     def _append(self, entry, rows):
         if self.replaying:  # cannot happen when the control flow is the saved one
