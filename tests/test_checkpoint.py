@@ -327,14 +327,29 @@ def test_other_matrix_or_settings_are_refused(tmp_path, change, match):
     assert path.read_bytes() == saved  # a refused run does not touch the file
 
 
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
-@pytest.mark.parametrize("options", [
-    dict(max_matvecs=48_000), dict(scheme="em", max_matvecs=24_000),
-    dict(rtol=1e-3, n_chains=4, target_rse=1e-4, max_matvecs=48_000),
-    dict(n_chains=2, max_matvecs=20_000), dict(scheme="em", n_chains=3, max_matvecs=12_000)],
-    ids=["baoab", "em", "baoab-rtol", "baoab-2-chains", "em-3-chains"])
-def test_resume_after_interruptions_is_bit_identical(tmp_path, backend, options):
+_BAOAB = dict(max_matvecs=48_000)
+_EM = dict(scheme="em", max_matvecs=24_000)
+
+
+@pytest.mark.parametrize("backend, options, matrix", [
+    ("numpy", _BAOAB, None), ("numba", _BAOAB, None), ("numpy", _EM, None), ("numba", _EM, None),
+    ("numpy", dict(rtol=1e-3, n_chains=4, target_rse=1e-4, max_matvecs=48_000), None),
+    ("numba", dict(n_chains=2, max_matvecs=20_000), None),
+    ("numpy", dict(scheme="em", n_chains=3, noise="gaussian", max_matvecs=12_000), None),
+    ("numba", dict(max_matvecs=40_000), "float32"),
+    ("numpy", dict(max_matvecs=40_000, preconditioner=np.linspace(0.5, 2.0, 120)), None),
+    ("numba", dict(max_matvecs=60_000), "indefinite"),
+    ("numpy", dict(max_matvecs=40_000), "huge"),
+], ids=["baoab-numpy", "baoab-numba", "em-numpy", "em-numba", "baoab-rtol", "baoab-2-chains",
+        "em-3-chains-gaussian", "float32", "preconditioner", "indefinite", "rescaled-input"])
+def test_resume_after_interruptions_is_bit_identical(tmp_path, backend, options, matrix):
     A = _low_rank()
+    if matrix == "float32":
+        A = A.astype(np.float32)
+    elif matrix == "indefinite":  # run on S**2 (two products per step)
+        A = A + np.diag(np.r_[-2.0, np.zeros(119)])
+    elif matrix == "huge":  # estimate_rank divides by 2**60 before the method runs
+        A = A * 2.0 ** 60
     kw = dict(rng=7, backend=backend, **options)
     first = _estimate(A, **kw)
     reference = canonical(first)
