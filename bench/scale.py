@@ -354,6 +354,32 @@ def targets(result):
     return out
 
 
+def observations(result):
+    """Summary lines per settings: trivial intervals, coverage, convergence, budget use."""
+    out = []
+    ok = [r for r in result["cases"] if not r.get("error")]
+    for setting in sorted({r["setting"] for r in ok}):
+        recs = [r for r in ok if r["setting"] == setting]
+        trivial = [r for r in recs if r["interval"] == [0, r["n"]]]
+        out.append(
+            f"- `{setting}`: {len(recs)} runs; truth inside the reported interval in "
+            f"{sum(r['truth_in_interval'] for r in recs)}; converged in "
+            f"{sum(r['converged'] for r in recs)}; trivial interval [0, n] in {len(trivial)}"
+            + (" (" + ", ".join(_label(r) for r in trivial) + ")" if trivial else "")
+            + f"; largest |error| {max(abs(r['rel_error_pct']) for r in recs):.4f}%; products "
+            f"used / products allowed: "
+            + ", ".join(f"{r['matvecs']:,}/{r['options'].get('max_matvecs', 20_000):,}"
+                        for r in recs) + ".")
+    shares = [(r, lanczos_bytes(r["n"], r["nnz"], r["lanczos_matvecs"]) / r["bytes_streamed"])
+              for r in ok if r.get("bytes_streamed")]
+    if shares:
+        out.append("- share of the streamed bytes spent in the Lanczos estimate of lambda_max "
+                   "(full reorthogonalisation): "
+                   + ", ".join(f"{_label(r)} {r['setting']} {100 * f:.0f}%" for r, f in shares)
+                   + ".")
+    return out
+
+
 def markdown(result, argv=None):
     bw = result["bandwidth"]
     roof = result["roofline_gbs"]
@@ -433,6 +459,8 @@ def markdown(result, argv=None):
         ["grid", "settings", "nnz", "CSR MB", "build s", "build MB (rss)", "peak MB (rss)",
          "MB per step", "ms per step", "GB/s", "CPU s", "load before / after", "resolution",
          "mu_1", "truth at threshold", "estimate +- stderr"], rows))
+    lines.append("\n## Observations (computed from the records above)\n")
+    lines.extend(observations(result))
     notes = [rec for rec in result["cases"] if rec.get("warnings")]
     if notes:
         lines.append("\n## Warnings lmatrank gave\n")
