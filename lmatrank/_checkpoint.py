@@ -388,7 +388,7 @@ def check_resumable(ckpt, kind, fingerprint, settings):
         raise CheckpointError(
             f"the checkpoint was written for another matrix (saved {_describe(ckpt.fingerprint)}, "
             f"now {_describe(fingerprint)}; the seeded probe products differ); use another "
-            "checkpoint file for this matrix")
+            "checkpoint file for this matrix (or objective)")
     saved, now = from_json(to_json(ckpt.settings)), from_json(to_json(settings))
     diffs = []
     for key in sorted(set(saved) | set(now)):

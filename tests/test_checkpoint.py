@@ -548,3 +548,56 @@ def test_sigkill_at_several_points_then_resume_is_bit_identical(tmp_path, kind, 
     options = dict(backend=backend, max_matvecs=60_000, scheme=scheme)
     statuses = _sigkill_resume(tmp_path, kind, 2000, options, kills=[1, 2, 1, 3])
     assert statuses.count(-signal.SIGKILL) >= 2, statuses  # resumed runs were killed too
+
+
+# ----------------------------------------------------------------------------- gradients
+_LAM = np.r_[np.linspace(1.0, 3.0, 10), np.zeros(10)]
+
+
+def _loss(t):
+    return 0.5 * _LAM @ t ** 2 + 0.1 * np.sum(_LAM * t ** 4)
+
+
+def _grad(t):
+    return _LAM * t + 0.4 * _LAM * t ** 3
+
+
+def _interrupting_grad(after):
+    calls = [0]
+
+    def grad(t):
+        calls[0] += 1
+        if calls[0] == after:
+            raise _Stop
+        return _grad(t)
+    return grad
+
+
+@pytest.mark.parametrize("eta", [None, 0.3], ids=["lanczos-step", "user-step"])
+def test_gradient_only_run_resumes_bit_identically(tmp_path, eta):
+    kw = dict(n_steps=3000, rng=0, eta=eta)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", lmatrank.langevin.NonQuadraticWarning)
+        reference = lmatrank.hessian_rank(_loss, _grad, np.zeros(20), **kw)
+        path = tmp_path / "walk.ckpt"
+        for after in (8_000, 16_000):
+            with pytest.raises(_Stop):
+                lmatrank.hessian_rank(_loss, _interrupting_grad(after), np.zeros(20),
+                                      checkpoint=path, checkpoint_every=0.0, **kw)
+        saved = load_checkpoint(path)
+        assert saved.kind == "hessian_langevin" and saved.progress["state"] is not None
+        resumed = lmatrank.hessian_rank(_loss, _grad, np.zeros(20), checkpoint=path, **kw)
+    assert canonical(resumed) == canonical(reference)
+    with pytest.raises(CheckpointError, match=r"another matrix \(saved 20x20"):
+        lmatrank.hessian_rank(_loss, lambda t: 2.0 * _grad(t), np.zeros(20), checkpoint=path,
+                              **kw)
+    with pytest.raises(CheckpointError, match=r"n_steps \(saved 3000, now 2000\)"):
+        lmatrank.hessian_rank(_loss, _grad, np.zeros(20), checkpoint=path,
+                              **dict(kw, n_steps=2000))
+    with pytest.raises(CheckpointError, match="another matrix"):  # gradients near theta0
+        lmatrank.hessian_rank(_loss, _grad, np.full(20, 1e-3), checkpoint=path, **kw)
+    with pytest.raises(CheckpointError, match="'hessian_langevin' run, not a 'langevin'"):
+        _estimate(np.diag(_LAM), rng=0, checkpoint=path)
+    with pytest.raises(ValueError, match="reproducible rng"):
+        lmatrank.hessian_rank(_loss, _grad, np.zeros(20), checkpoint=path,
+                              **dict(kw, rng=None))

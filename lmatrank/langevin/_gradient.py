@@ -91,10 +91,14 @@ import warnings
 
 import numpy as np
 
-from .._errors import DivergenceError
+from .._checkpoint import array_digest, operator_fingerprint
+from .._checks import check_nonnegative_float
+from .._errors import DivergedRun, DivergenceError
 from .._result import RankEstimate, rounded_rank
 from ..operators import as_preconditioner
 from ..spectral import lanczos_extremes
+from ._dynamics import _EmLog
+from ._journal import open_journal
 
 __all__ = ["NonQuadraticWarning", "adam_preconditioner", "hessian_rank"]
 
@@ -330,8 +334,13 @@ def _curvature(obj, theta0, precond, gen, lanczos_steps, grad_dtype_eps, fd_step
     return lanczos_extremes(apply, theta0.size, rng=gen, n_steps=lanczos_steps)
 
 
-def _run(obj, theta0, loss0, precond, eta, sig2_cols, n_steps, noise, corrected, gen):
-    """Euler-Maruyama chains from ``theta_0``; returns the rank observable and loss increase."""
+def _run(obj, theta0, loss0, precond, eta, sig2_cols, n_steps, noise, corrected, gen,
+         journal=None):
+    """Euler-Maruyama chains from ``theta_0``; returns the rank observable and loss increase.
+
+    With a `journal` each step's observables and loss increases are logged (one row of
+    ``2 c`` values) and rows already logged are replayed (checkpoint and resume).
+    """
     n, c = theta0.size, sig2_cols.size
     Theta = np.repeat(theta0[:, None], c, axis=1)
     trace = np.empty((n_steps, c))
@@ -339,7 +348,16 @@ def _run(obj, theta0, loss0, precond, eta, sig2_cols, n_steps, noise, corrected,
     scale_obs = 4.0 / sig2_cols
     noise_std = np.sqrt(eta * sig2_cols)
     blowup = 100.0 * n + 1000.0
-    for k in range(n_steps):
+    try:
+        log = _EmLog(journal, journal.open_call() if journal is not None else None, 2 * c,
+                     n_steps)
+    except DivergedRun as exc:  # a logged divergence, replayed
+        raise _Diverged(exc.step, exc.value) from None
+    if log.state is not None:
+        Theta = np.array(log.state["theta"], dtype=np.float64)
+    for k in range(log.replayed):
+        trace[k], dloss[k] = log.replay_rows[k, :c], log.replay_rows[k, c:]
+    for k in range(log.replayed, n_steps):
         values, grads = obj.values_and_gradients(Theta)
         Gg = precond.apply(grads)
         rise = values - loss0
@@ -348,6 +366,7 @@ def _run(obj, theta0, loss0, precond, eta, sig2_cols, n_steps, noise, corrected,
             obs -= (eta / sig2_cols) * np.einsum("ij,ij->j", grads, Gg)
         worst = float(np.max(np.abs(obs)))
         if not (worst < blowup) or not np.all(np.isfinite(grads)):
+            log.diverged(DivergedRun(k, worst))
             raise _Diverged(k, worst)
         trace[k] = obs
         dloss[k] = rise
@@ -357,13 +376,56 @@ def _run(obj, theta0, loss0, precond, eta, sig2_cols, n_steps, noise, corrected,
             xi = gen.integers(0, 2, size=(n, c)).astype(np.float64) * 2.0 - 1.0
         Theta -= eta * Gg
         Theta += precond.apply_factor(xi) * noise_std
+        log.push(np.concatenate([obs, rise]), k, Theta)
+    log.close(Theta)
     return trace, dloss
+
+
+class _Evaluations:
+    """An objective seen by the checkpoint journal as an operator: its evaluation count
+    (gradients; the walk evaluates the loss with every gradient) and, for the
+    fingerprint, gradients at seeded points near ``theta_0`` (not counted)."""
+
+    def __init__(self, obj, theta0):
+        self.obj, self.theta0 = obj, theta0
+        self.n, self.dtype = theta0.size, np.dtype(np.float64)
+        self.delta = 1e-3 * max(1.0, float(np.max(np.abs(theta0))))
+
+    @property
+    def matvecs(self):
+        return self.obj.grad_evals
+
+    @matvecs.setter
+    def matvecs(self, value):
+        step = int(value) - self.obj.grad_evals
+        self.obj.grad_evals += step
+        self.obj.loss_evals += step
+
+    def matmat(self, X):
+        counts = self.obj.grad_evals, self.obj.loss_evals
+        try:
+            return self.obj.gradients(self.theta0[:, None] + self.delta * X)
+        finally:
+            self.obj.grad_evals, self.obj.loss_evals = counts
+
+
+def _open_journal(checkpoint, every, obj, theta0, loss0, gen, precond, settings):
+    """The journal of a gradient-only run (None without `checkpoint`)."""
+    if checkpoint is None:
+        return None
+    evaluations = _Evaluations(obj, theta0)
+    settings = dict(settings, theta0=array_digest(theta0), loss0=float(loss0),
+                    preconditioner=None if precond.is_identity else operator_fingerprint(
+                        precond.apply, theta0.size, np.float64))
+    return open_journal(evaluations, gen, checkpoint,
+                        every_seconds=check_nonnegative_float("checkpoint_every", every),
+                        settings=settings, kind="hessian_langevin")
 
 
 def hessian_rank(loss, grad, theta0, *, preconditioner=None, sigma2=None, eta=None,
                  n_steps=None, n_avg=None, n_chains=8, rng=None, batched=False,
                  noise="gaussian", corrected=True, check_quadratic=True,
-                 lanczos_steps=None, fd_step=None):
+                 lanczos_steps=None, fd_step=None, checkpoint=None, checkpoint_every=5.0):
     r"""Estimate the rank of the Hessian of `loss` at the minimum `theta0` from gradients only.
 
     Runs Algorithm 1 of Bar et al. (AAAI 2024): preconditioned Langevin dynamics
@@ -414,6 +476,14 @@ def hessian_rank(loss, grad, theta0, *, preconditioner=None, sigma2=None, eta=No
     fd_step : float, optional
         Relative finite-difference step ``t ||v|| / max(||theta_0||, 1)`` (default
         ``eps^(1/3)`` of the gradient's dtype).
+    checkpoint : str or os.PathLike, optional
+        File in which the walk is saved every `checkpoint_every` seconds (default 5)
+        and at the end, and from which a rerun continues: bit-identical to an
+        uninterrupted run with the same `rng` when `loss` and `grad` are deterministic
+        (docs/checkpoint.md). The file records gradients at seeded points near
+        `theta0`, a digest of `theta0`, the loss there and the options; a file written
+        for another objective or other options raises :class:`~lmatrank.CheckpointError`.
+        Needs a reproducible `rng` (not None).
 
     Returns
     -------
@@ -471,6 +541,16 @@ def hessian_rank(loss, grad, theta0, *, preconditioner=None, sigma2=None, eta=No
     loss0, g0 = float(values0[0]), grads0[:, 0]
     if not (np.isfinite(loss0) and np.all(np.isfinite(g0))):
         raise ValueError("loss or gradient at theta0 is not finite")
+    if checkpoint is not None and rng is None:
+        raise ValueError("checkpoint needs a reproducible rng (an int seed, a SeedSequence or "
+                         "a Generator)")
+    journal = _open_journal(checkpoint, checkpoint_every, obj, theta0, loss0, gen, precond,
+                            dict(sigma2=sigma2, eta=None if eta is None else float(eta),
+                                 n_steps=n_steps, n_avg=n_avg, n_chains=c, batched=bool(batched),
+                                 noise=noise, corrected=bool(corrected),
+                                 check_quadratic=bool(check_quadratic),
+                                 lanczos_steps=lanczos_steps,
+                                 fd_step=None if fd_step is None else float(fd_step)))
     # finite-difference step from the precision the gradient is computed in
     grad_eps = float(np.finfo(np.float32 if obj.grad_dtype == np.float32 else np.float64).eps)
 
@@ -503,7 +583,7 @@ def hessian_rank(loss, grad, theta0, *, preconditioner=None, sigma2=None, eta=No
             STEP_FACTOR / (LAMBDA_MAX_INFLATION * bounds["lambda_max"]) / backoff
         try:
             trace, dloss = _run(obj, theta0, loss0, precond, step, sig2_cols, n_steps, noise,
-                                corrected, gen)
+                                corrected, gen, journal)
             break
         except _Diverged as exc:
             attempts.append(dict(eta=step, step=exc.step, observable=exc.value))
@@ -520,6 +600,8 @@ def hessian_rank(loss, grad, theta0, *, preconditioner=None, sigma2=None, eta=No
                     "not a minimum") from None
             backoff *= 2.0
 
+    if journal is not None:
+        journal.finish()
     return _summarise(trace, dloss, step, sigma2, sig2_cols, n_high, two_levels, burn, n_avg,
                       bounds, loss0, g0, obj, attempts, noise, corrected)
 

@@ -53,22 +53,23 @@ def _uncounted(op):
     return apply
 
 
-def open_journal(op, gen, path, *, every_seconds, settings):
+def open_journal(op, gen, path, *, every_seconds, settings, kind=KIND):
     """The journal of a run of `op` saved to `path` (resuming the file when it exists).
 
     `settings` (JSON values) identify the run together with the operator's fingerprint
     and the generator's state at the start; a file written for another matrix or other
-    settings raises :class:`~lmatrank.CheckpointError`.
+    settings, or by another `kind` of run, raises :class:`~lmatrank.CheckpointError`.
+    `op` needs ``n``, ``dtype``, ``matmat`` and a settable ``matvecs`` (its product count).
     """
     fingerprint = operator_fingerprint(_uncounted(op), op.n, op.dtype)
     settings = dict(settings, rng_state=to_json(gen.bit_generator.state),
                     matvecs_at_start=int(op.matvecs))
     saved = load_checkpoint(path)
     if saved is not None:
-        check_resumable(saved, KIND, fingerprint, settings)
+        check_resumable(saved, kind, fingerprint, settings)
     writer = CheckpointWriter(path, every_seconds)
     return RunJournal(op, gen, writer=writer, fingerprint=fingerprint, settings=settings,
-                      saved=saved)
+                      saved=saved, kind=kind)
 
 
 class RunJournal:
@@ -86,10 +87,12 @@ class RunJournal:
         Stored in every save.
     saved : lmatrank._checkpoint.Checkpoint or None
         A checkpoint of the same run to replay.
+    kind : str
+        ``Checkpoint.kind`` of the saves.
     """
 
-    def __init__(self, op, gen, *, writer, fingerprint, settings, saved=None):
-        self.op, self.gen, self.writer = op, gen, writer
+    def __init__(self, op, gen, *, writer, fingerprint, settings, saved=None, kind=KIND):
+        self.op, self.gen, self.writer, self.kind = op, gen, writer, kind
         self.fingerprint, self.settings = fingerprint, settings
         self.entries, self.rows = [], []
         self._calls = 0
@@ -225,7 +228,8 @@ class RunJournal:
                                 arrays=sorted(chain_arrays))
         progress = dict(entries=self.entries, state=state_record, finished=bool(finished),
                         matvecs=self.matvecs())
-        self.writer.save(Checkpoint(KIND, self.fingerprint, self.settings, progress, arrays))
+        self.writer.save(Checkpoint(self.kind, self.fingerprint, self.settings, progress,
+                                    arrays))
 
     def finish(self):
         """The run ended: save the complete log (kept; a rerun replays it at once)."""
