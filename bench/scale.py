@@ -289,9 +289,57 @@ def _bandwidth(elems, reps):
                 numba_triad_gbs=3 * 8 * elems / best_nb / 1e9)
 
 
+def kernel_record(dim, m, chains, steps, seed, warm_steps=12):
+    """Time `steps` BAOAB steps (product, noise, update, observable) of `chains` chains on
+    the Numba backend alone, after `warm_steps` (compilation, the fused/two-pass choice)."""
+    from lmatrank.backends import get_backend
+    from lmatrank.langevin._dynamics import BaoabChains
+    from lmatrank.operators import as_operator, as_preconditioner
+
+    A = grid_laplacian(m, dim)
+    n, nnz = A.shape[0], int(A.nnz)
+    op = as_operator(A, check_symmetry=False)
+    be = get_backend("numba", op)
+    h = 1.9 / math.sqrt(lambda_max(m, dim))
+    run = BaoabChains(op, be, n_chains=chains, h=h, friction=0.9, temperature=0.5,
+                      precond=as_preconditioner(None, n, np.float64), noise="rademacher",
+                      gen=np.random.default_rng(seed))
+    run.advance(warm_steps)
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    run.advance(steps)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    per_step = step_bytes(n, nnz, chains)
+    return dict(dim=dim, m=m, n=n, nnz=nnz, chains=chains, steps=steps,
+                seconds_per_step=wall / steps, cpu_per_step=cpu / steps, step_mb=per_step / 2 ** 20,
+                gbs=per_step * steps / wall / 1e9, load_average=os.getloadavg()[0],
+                fused=str(be.sparse_plan(op).info.get("fuse")))
+
+
+KERNEL_CHAINS = (2, 8)
+KERNEL_STEPS = 20
+
+
+def measure_kernels(result, threads, seed, log):
+    """Per-step kernel timings for every grid of `result`, each in a fresh process."""
+    grids = sorted({(r["dim"], r["m"]) for r in result["cases"] if not r.get("error")},
+                   key=lambda g: (-g[0], g[1]))
+    out = []
+    for dim, m in grids:
+        for chains in KERNEL_CHAINS:
+            log(f"scale: kernel {dim}-D m={m}, {chains} chains, {KERNEL_STEPS} steps")
+            rec = run_subprocess(dict(kind="kernel", dim=dim, m=m, chains=chains,
+                                      steps=KERNEL_STEPS, seed=seed), threads)
+            if not rec.get("error"):
+                log(f"  {1e3 * rec['seconds_per_step']:.1f} ms per step, {rec['gbs']:.2f} GB/s")
+            out.append(rec)
+    return out
+
+
 def _worker(spec):
     if spec["kind"] == "bandwidth":
         return _bandwidth(spec["elems"], spec["reps"])
+    if spec["kind"] == "kernel":
+        return kernel_record(spec["dim"], spec["m"], spec["chains"], spec["steps"], spec["seed"])
     return case_record(spec["dim"], spec["m"], spec["options"], spec["seed"],
                        warm=spec.get("warm", True))
 
@@ -459,6 +507,30 @@ def markdown(result, argv=None):
         ["grid", "settings", "nnz", "CSR MB", "build s", "build MB (rss)", "peak MB (rss)",
          "MB per step", "ms per step", "GB/s", "CPU s", "load before / after", "resolution",
          "mu_1", "truth at threshold", "estimate +- stderr"], rows))
+    kernels = [k for k in result.get("kernels", ()) if not k.get("error")]
+    if kernels:
+        lines.append("\n## Per-step kernel alone\n")
+        km = result.get("kernels_machine")
+        lines.append((f"Machine: {C.machine_line(km)}\n\n" if km else "")
+                     + f"`{result.get('kernels_command', '')}`: {KERNEL_STEPS} BAOAB steps "
+                     "(fused CSR product, noise, update and observable, Numba backend) timed "
+                     "after warm-up steps, in a fresh process per row; *CPU-normalised* is the "
+                     "bandwidth at the CPU time the process got (bytes / CPU seconds x threads): "
+                     "what the same work reaches when its threads are not waiting for the "
+                     "cores other processes hold (an estimate; spinning threads count as busy, "
+                     "so it errs low). Grids whose matrix and state fit in the caches exceed the "
+                     "DRAM roofline.\n")
+        rows = [[f"{k['dim']}-D {k['m']}^{k['dim']}", f"{k['n']:,}", k["chains"],
+                 C.fmt(k["step_mb"], 0), C.fmt(1e3 * k["seconds_per_step"], 1),
+                 C.fmt(k["gbs"], 2), C.fmt(100 * k["gbs"] / roof, 0),
+                 C.fmt(k["gbs"] * k["seconds_per_step"] / max(k["cpu_per_step"], 1e-12)
+                       * result["threads"], 2),
+                 C.fmt(100 * k["gbs"] * k["seconds_per_step"] / max(k["cpu_per_step"], 1e-12)
+                       * result["threads"] / roof, 0),
+                 f"{k['load_average']:.1f}"] for k in kernels]
+        lines.append(C.markdown_table(
+            ["grid", "n", "chains", "MB per step", "ms per step", "GB/s", "roofline %",
+             "CPU-normalised GB/s", "CPU-normalised roofline %", "load"], rows))
     lines.append("\n## Observations (computed from the records above)\n")
     lines.extend(observations(result))
     notes = [rec for rec in result["cases"] if rec.get("warnings")]
@@ -535,10 +607,21 @@ def main(argv=None):
                         help="seconds per case before the worker is stopped")
     parser.add_argument("--render", type=Path, default=None,
                         help="only rewrite the Markdown and figures from this scale.json")
+    parser.add_argument("--kernels", action="store_true",
+                        help="with --render: (re)measure the per-step kernel of every grid of "
+                             "that file and store it there")
     args = parser.parse_args(argv)
+    if args.kernels and args.render is None:
+        raise ValueError("--kernels needs --render FILE (the results it is added to)")
     if args.render is not None:
         result = json.loads(Path(args.render).read_text())
-        docs = args.docs if args.docs is not None else C.REPO_ROOT / "docs"
+        if args.kernels:
+            result["kernels"] = measure_kernels(result, args.threads, args.seed, C.progress)
+            result["kernels_command"] = C.command_line(NAME, argv)
+            result["kernels_machine"] = C.machine_description()
+            C.write_json(args.render, result)
+        docs = args.docs if args.docs is not None else (
+            None if "--quick" in result["command"] else C.REPO_ROOT / "docs")
         _write(result, Path(args.out), docs)
         return 0
     cfg = dict(QUICK if args.quick else FULL)

@@ -83,3 +83,15 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="bad case"):
         scale.parse_cases("4d:3")
     assert scale.parse_cases("3d:46,2d:316") == [(3, 46), (2, 316)]
+
+
+def test_kernel_record_times_baoab_steps():
+    rec = scale.kernel_record(3, 6, 2, 3, seed=0, warm_steps=2)
+    assert rec["n"] == 216 and rec["chains"] == 2 and rec["steps"] == 3
+    assert rec["step_mb"] * 2 ** 20 == scale.step_bytes(216, rec["nnz"], 2)
+    assert rec["seconds_per_step"] > 0 and rec["gbs"] > 0
+
+
+def test_kernels_need_a_results_file():
+    with pytest.raises(ValueError, match="--kernels needs --render"):
+        scale.main(["--kernels"])
