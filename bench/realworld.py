@@ -58,6 +58,9 @@ BUDGET = 20_000
 MAX_FLOPS = 1e9
 MIN_PRODUCTS = 200
 UNCAPPED = ("auto", "exact")
+#: Calls timed (best kept) for numpy's matrix_rank and for auto, up to order REPEAT_N.
+NUMPY_REPEATS = 3
+REPEAT_N = 500
 #: numpy's matrix_rank is timed up to this order (dense eigvalsh)
 NUMPY_MAX_N = 5000
 #: skip a method on matrices larger than this (its own dense work would dominate)
@@ -187,6 +190,16 @@ def run_case(A, lam, method, threshold, seed, *, budget=BUDGET):
             est, error = None, f"{type(exc).__name__}: {exc}"[:300]
     rec["wall_s"] = time.perf_counter() - wall0
     rec["cpu_s"] = time.process_time() - cpu0
+    # the numpy comparison takes the best of repeated calls on both sides (small cases last
+    # well under a millisecond, where one call measures mostly the scheduler)
+    rec["best_s"] = rec["wall_s"]
+    if method == "auto" and error is None and n <= REPEAT_N:
+        for _ in range(NUMPY_REPEATS - 1):
+            t0 = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                lmatrank.estimate_rank(A, method=method, rng=seed, **tol, **options)
+            rec["best_s"] = min(rec["best_s"], time.perf_counter() - t0)
     rec["warnings"] = sorted({f"{w.category.__name__}: {w.message}"[:240] for w in caught})
     rec["error"] = error
     rec["options"] = options
@@ -221,7 +234,7 @@ def run_case(A, lam, method, threshold, seed, *, budget=BUDGET):
 def time_numpy_rank(A, reps=None):
     """Best wall time of ``numpy.linalg.matrix_rank(A.toarray(), hermitian=True)``."""
     n = A.shape[0]
-    reps = reps or (3 if n <= 500 else 1)
+    reps = reps or (NUMPY_REPEATS if n <= REPEAT_N else 1)
     best = math.inf
     for _ in range(reps):
         t0 = time.perf_counter()
@@ -425,7 +438,7 @@ def figure(result, path):
     axes[0].set_ylabel("fraction of cases")
     axes[0].set_title("per method, all matrices and thresholds")
     axes[0].legend(fontsize=8, loc="upper right")
-    pts = [(r["numpy_s"], r["wall_s"], r["n"]) for r in result["records"]
+    pts = [(r["numpy_s"], r.get("best_s", r["wall_s"]), r["n"]) for r in result["records"]
            if r["method"] == "auto" and r.get("numpy_s") and r["error"] is None]
     ax = axes[1]
     if pts:
@@ -545,7 +558,7 @@ def main(argv=None):
                 rec = run_case(A, lam, m, t, seed,
                                budget=case_budget(A, m, args.max_matvecs, args.max_flops or None))
                 rec.update(matrix=spec.name, source=spec.source, numpy_s=numpy_s, seed=seed,
-                           numpy_ratio=(rec["wall_s"] / numpy_s if numpy_s and m == "auto"
+                           numpy_ratio=(rec["best_s"] / numpy_s if numpy_s and m == "auto"
                                         else None))
                 result["records"].append(rec)
                 status = ("error" if rec["error"] else

@@ -49,15 +49,19 @@ import time
 import warnings
 
 import numpy as np
+import scipy.sparse
 
 from ._errors import ConvergenceWarning
-from ._exact import exact_rank
+from ._checks import check_rng
+from ._exact import count_eigenvalues, exact_rank
+from .operators._base import _validate_sparse
 from .langevin._estimator import DEFAULT_MAX_MATVECS, langevin_rank
 from .spectral._sketch import (GrowingSketch, grow_sketch, sketch_bytes, sketch_flops,
                                sketch_result)
 
 __all__ = ["DEFAULT_MAX_FLOPS", "DEFAULT_MAX_MEMORY", "EIGVALSH_SECONDS_PER_N3",
-           "EXACT_SECONDS", "PILOT_STEPS", "auto_rank", "exact_fits"]
+           "EXACT_SECONDS", "PILOT_STEPS", "SMALL_EXPLICIT_N", "auto_rank", "exact_fits",
+           "small_explicit_rank"]
 
 #: Seconds per n^3 of ``numpy.linalg.eigvalsh`` on a 2-core machine (OpenBLAS/LAPACK
 #: ``dsyevd``: 6 s at n = 3,948 and 216 s at n = 10,617, i.e. 1.0e-10 to 1.8e-10).
@@ -82,12 +86,59 @@ FIRST_BLOCK = 32
 #: Surplus columns that make the sketch rank deficient (its stopping rule).
 OVERSAMPLE = 10
 _GROWTH = 1.5
+#: Explicit matrices up to this order go straight to ``eigvalsh`` (well under a
+#: millisecond to a few milliseconds, where any probe or pilot would cost more
+#: than the answer).
+SMALL_EXPLICIT_N = 400
 
 
 def _check_positive_int(name, value, what):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} ({what}) must be an integer >= 1, got {value!r}")
     return int(value)
+
+
+def small_explicit_rank(A, *, rtol, atol, rng, check_symmetry):
+    """``auto`` on a small, exactly symmetric float64 ndarray or scipy sparse matrix.
+
+    The exact method, without the probe products of the general path: symmetry is
+    checked by an exact comparison with the transpose, and the explicit entries need
+    no measure of product noise. Returns None (the general path decides, and raises
+    on bad input) unless the input is an ndarray or sparse matrix of order at most
+    :data:`SMALL_EXPLICIT_N` with finite float64 entries of moderate size
+    (``2**-32 <= max |a_ij| <= 2**32``), symmetric when `check_symmetry` is true.
+
+    >>> est = small_explicit_rank(np.diag([3.0, 1.0, 0.0]), rtol=None, atol=None, rng=None,
+    ...                           check_symmetry=True)
+    >>> est.rank, est.info["choice"], est.matvecs
+    (2, 'exact', 0)
+    """
+    if isinstance(A, np.ndarray):
+        dense = A
+    elif scipy.sparse.issparse(A) and A.format in ("csr", "csc") \
+            and A.shape[0] <= SMALL_EXPLICIT_N and A.dtype == np.float64:
+        try:
+            dense = _validate_sparse(A).toarray()
+        except ValueError:
+            return None
+    else:
+        return None
+    if dense is None or dense.ndim != 2 or dense.dtype != np.float64 \
+            or dense.shape[0] != dense.shape[1] or not 0 < dense.shape[0] <= SMALL_EXPLICIT_N:
+        return None
+    largest = float(np.max(np.abs(dense)))
+    if not 2.0 ** -32 <= largest <= 2.0 ** 32:  # zero, non-finite or in need of scaling
+        return None
+    if check_symmetry and not np.array_equal(dense, dense.T):
+        return None
+    if rng is not None:  # validated (and a RandomState advanced) as on the general path
+        check_rng(rng)
+    reason = (f"a small explicit matrix (n = {dense.shape[0]} <= {SMALL_EXPLICIT_N}): dense "
+              "eigvalsh is the cheapest answer")
+    return count_eigenvalues(
+        np.linalg.eigvalsh(dense), np.float64, rtol=rtol, atol=atol, method="auto",
+        wrap_info=lambda info: dict(choice="exact", reason=reason, pilot={}, caps={},
+                                    detail=info, threshold_source=info["threshold_source"]))
 
 
 def _largest_width(n, products, memory, flops):

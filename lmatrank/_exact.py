@@ -8,7 +8,7 @@ import numpy as np
 
 from ._result import RankEstimate, count_threshold
 
-__all__ = ["EXACT_MAX_N", "exact_rank", "eigvalsh_error"]
+__all__ = ["EXACT_MAX_N", "count_eigenvalues", "exact_rank", "eigvalsh_error"]
 
 #: Largest order the exact method accepts by default: a float64 n x n copy of
 #: 10,000^2 is 800 MB and eigvalsh needs about three of them.
@@ -65,23 +65,42 @@ def exact_rank(op, *, rtol=None, atol=None, rng=None, max_n=EXACT_MAX_N):
             f"method='exact' forms the dense {op.n}x{op.n} matrix; n={op.n} exceeds its limit "
             f"max_n={max_n} (pass max_n=... to override, or use method='langevin')")
     dense = op.todense().astype(np.float64, copy=False)
-    eigenvalues = np.linalg.eigvalsh(dense)
-    magnitudes = np.abs(eigenvalues)
-    largest = float(magnitudes.max())
-    threshold, source = count_threshold(largest, op.n, getattr(op, "precision", op.dtype),
-                                        rtol=rtol, atol=atol, noise_floor=op.noise_floor)
-    error = eigvalsh_error(op.n, largest)
-    positive = int(np.sum(eigenvalues > threshold))
-    negative = int(np.sum(eigenvalues < -threshold))
+    return count_eigenvalues(np.linalg.eigvalsh(dense), getattr(op, "precision", op.dtype),
+                             rtol=rtol, atol=atol, noise_floor=op.noise_floor,
+                             matvecs=op.matvecs)
+
+
+def count_eigenvalues(eigenvalues, precision, *, rtol, atol, noise_floor=None, matvecs=0,
+                      method="exact", wrap_info=None):
+    """The ``method="exact"`` result from the ascending eigenvalues of a dense ``eigvalsh``.
+
+    `precision` is the dtype whose ``eps`` enters numpy's default threshold;
+    `noise_floor` the measured noise of the products (None: not measured).
+    `wrap_info`, if given, turns the exact method's ``info`` into the reported one
+    (a caller such as ``method="auto"`` nests it).
+
+    >>> count_eigenvalues(np.array([-1.0, 0.0, 1e-20, 3.0]), np.float64, rtol=None,
+    ...                   atol=None).interval
+    (2, 2)
+    """
+    n = eigenvalues.size
+    largest = float(max(-eigenvalues[0], eigenvalues[-1]))
+    threshold, source = count_threshold(largest, n, precision, rtol=rtol, atol=atol,
+                                        noise_floor=noise_floor)
+    error = eigvalsh_error(n, largest)
+    # |lambda| > t counts n - #(lambda <= t) + #(lambda < -t): one search for all the cuts
+    cuts = np.array([threshold, threshold + error, max(threshold - error, 0.0)])
+    above = n - np.searchsorted(eigenvalues, cuts, side="right")
+    below = np.searchsorted(eigenvalues, -cuts, side="left")
+    positive, negative = int(above[0]), int(below[0])
     rank = positive + negative
-    interval = (int(np.sum(magnitudes > threshold + error)),
-                int(np.sum(magnitudes > max(threshold - error, 0.0))))
+    interval = (int(above[1] + below[1]), int(above[2] + below[2]))
     # a threshold below the rounding of eigvalsh is not resolved, unless no eigenvalue
     # falls in the band where the rounding could move it across
     converged = threshold >= error or interval[0] == interval[1]
+    info = dict(eigenvalues=eigenvalues, n_positive=positive, n_negative=negative,
+                lambda_max=largest, threshold_source=source)
     return RankEstimate(rank=rank, estimate=float(rank), stderr=0.0, threshold=float(threshold),
-                        matvecs=op.matvecs, method="exact", converged=converged,
+                        matvecs=matvecs, method=method, converged=converged,
                         resolution=error, interval=interval,
-                        info=dict(eigenvalues=eigenvalues, n_positive=positive,
-                                  n_negative=negative, lambda_max=largest,
-                                  threshold_source=source))
+                        info=info if wrap_info is None else wrap_info(info))

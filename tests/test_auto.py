@@ -9,7 +9,7 @@ from lmatrank import ConvergenceWarning, estimate_rank
 import scipy.sparse as sp
 from scipy.sparse.linalg import aslinearoperator
 
-from lmatrank._auto import DEFAULT_MAX_FLOPS, exact_bytes
+from lmatrank._auto import DEFAULT_MAX_FLOPS, SMALL_EXPLICIT_N, exact_bytes
 from lmatrank.operators import LinearNetworkHessian
 from lmatrank.spectral._sketch import sketch_bytes, sketch_flops
 
@@ -21,7 +21,7 @@ NO_EXACT_300 = exact_bytes(300) - 1
 @pytest.mark.parametrize("kind", ["dense", "sparse"])
 def test_auto_answers_small_explicit_matrices_exactly(kind):
     rng = np.random.default_rng(0)
-    G = rng.standard_normal((300, 40))
+    G = rng.standard_normal((500, 40))
     A = G @ G.T
     A = {"dense": A, "sparse": sp.csr_array(A)}[kind]
     est = estimate_rank(A, method="auto", rng=1, rtol=1e-9)
@@ -30,6 +30,33 @@ def test_auto_answers_small_explicit_matrices_exactly(kind):
     # symmetry probes, the first sketch block (not rank deficient), then eigvalsh
     assert est.info["pilot"]["first_block"] == dict(width=32, rank=32)
     assert est.matvecs == 3 + 32
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse"])
+def test_auto_shortcut_for_tiny_explicit_matrices_matches_exact(kind):
+    rng = np.random.default_rng(0)
+    G = rng.standard_normal((SMALL_EXPLICIT_N, 40))
+    A = {"dense": G @ G.T, "sparse": sp.csr_array(G @ G.T)}[kind]
+    for tol in ({}, {"rtol": 1e-3}, {"atol": 5.0}):
+        est = estimate_rank(A, method="auto", rng=1, **tol)
+        ref = estimate_rank(A, method="exact", rng=1, **tol)
+        assert "small explicit matrix" in est.info["reason"] and est.matvecs == 0
+        assert (est.rank, est.interval, est.threshold, est.converged) \
+            == (ref.rank, ref.interval, ref.threshold, ref.converged)
+        np.testing.assert_array_equal(est.info["detail"]["eigenvalues"],
+                                      ref.info["eigenvalues"])
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda A: np.triu(A), "not symmetric"),
+    (lambda A: np.where(np.eye(len(A), dtype=bool), np.nan, A), "finite"),
+    (lambda A: A[:, :-1], "square"),
+])
+def test_auto_shortcut_leaves_bad_input_to_the_general_checks(make, reason):
+    A = make(np.random.default_rng(0).standard_normal((20, 20)) + np.eye(20))
+    A = 0.5 * (A + A.T) if reason == "finite" else A
+    with pytest.raises(ValueError, match=reason):
+        estimate_rank(A, method="auto")
 
 
 def test_auto_weighs_the_sketch_against_densifying_an_operator():

@@ -38,16 +38,24 @@ the Gram–Schmidt core: each block is orthogonalised against the current basis
 ``Q`` (classical Gram–Schmidt, twice), only directions of its remainder above
 ``n eps |Y|_2`` extend ``Q``, and the eigenvalues, with signs, come from the
 single-pass Rayleigh–Ritz step (Halko, Martinsson & Tropp 2011, §5.5)
-``X (Q^T Omega) = Q^T Y``, ``S ~ Q sym(X) Q^T`` (about ``7 n k^2`` flops). Its
-noise is gauged by ``|X - X^T|_2 / 2``: eigenvalues within ``NOISE_FACTOR``
-times that of the threshold are counted as unresolved.
+``X (Q^T Omega) = Q^T Y``, ``S ~ Q sym(X) Q^T`` (about ``7 n k^2`` flops) steers
+the growth. Those single-pass values carry the error of what the basis misses
+(near the threshold they can be tens of per cent too large), so the count is
+read from a second pass: ``T = Q^T S Q`` (one product per basis column), whose
+positive and negative eigenvalues never overstate those of ``S`` (Cauchy
+interlacing: a certified lower bound of the count), the residual
+``|S Q - Q T|_2`` and a probabilistic bound on ``|(I - Q Q^T) S|_2`` from ten
+fresh Gaussian columns (Halko, Martinsson & Tropp 2011, Lemma 4.1). By Weyl's
+inequality every eigenvalue of ``S`` lies within the residual of an eigenvalue of
+``T`` or of the missed part, which gives the upper end of the interval.
 
 The threshold is the library's rule (:func:`lmatrank.count_threshold`):
 ``max(atol, rtol |lambda|_max)``, or numpy's ``n eps |lambda|_max`` raised to
 the operator's measured product noise. ``resolution`` is the smallest
 eigenvalue the sketch separates; ``interval`` is exact when the sketch is rank
 deficient by the oversampling margin and the count is certified (Nystrom) or
-no Ritz value lies within the noise of the threshold (Gram–Schmidt); otherwise
+no eigenvalue of ``T`` lies within the residual of the threshold and the missed
+part lies below it (Gram–Schmidt); otherwise
 it runs from the certified count to the candidates (or ``n`` when the sketch
 never became rank deficient) and ``converged`` is False.
 
@@ -57,6 +65,7 @@ Cost: ``k`` products; :func:`sketch_flops` and :func:`sketch_bytes` (``Omega``,
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -70,14 +79,33 @@ from ._arrays import spectral_arrays
 
 __all__ = ["GrowingSketch", "sketch_bytes", "sketch_flops", "sketch_rank"]
 
-#: Gram–Schmidt core: unresolved band around the threshold, in units of the
-#: Rayleigh-Ritz noise ``|X - X^T|_2 / 2``.
-NOISE_FACTOR = 10.0
 #: Probability that a Gaussian bound of the Nystrom core (white level, hidden
 #: eigenvalue) fails.
 MISS_PROBABILITY = 1e-6
 #: Gaussian fluctuation margin of the white level's edges, in standard deviations.
 EDGE_MARGIN = 6.0
+#: Fresh Gaussian probes bounding what the Gram–Schmidt basis misses (failure
+#: probability ``10^-TAIL_PROBES``), and the factor of their largest residual
+#: norm that bounds ``|(I - Q Q^T) S|_2`` (Halko, Martinsson & Tropp 2011, Lemma 4.1).
+TAIL_PROBES = 10
+TAIL_FACTOR = 10.0 * math.sqrt(2.0 / math.pi)
+#: A Gram–Schmidt sketch stops growing once its tail bound is below this fraction of
+#: the threshold (the rest leaves room for the residual of the compression).
+TAIL_MARGIN = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class Compression:
+    """Two-pass Rayleigh–Ritz reading of a Gram–Schmidt sketch (see :meth:`GrowingSketch.compress`).
+
+    ``ritz``: eigenvalues of ``Q^T S Q`` (ascending); ``residual``: ``|S Q - Q T|_2``;
+    ``tail``: a bound on ``|(I - Q Q^T) S|_2``; ``products``: what the reading cost.
+    """
+
+    ritz: np.ndarray
+    residual: float
+    tail: float
+    products: int
 
 
 def sketch_bytes(n, width, block):
@@ -252,6 +280,7 @@ class GrowingSketch:
         self._cached_bytes = 0
         self.asymmetry = 0.0  # |X - X^T|_2 / 2 of the last Rayleigh-Ritz solve
         self._gs_rank = 0
+        self.remainder = math.inf  # largest column of the last block outside the basis before it
 
     def _omega(self, seed, width):
         """``Omega_b`` from its seed: drawn on the host, moved to ``xp`` once."""
@@ -267,6 +296,9 @@ class GrowingSketch:
             for q, part in zip(self.basis, parts):
                 yb -= q @ part
             coef_old = parts if not coef_old else [a + b for a, b in zip(coef_old, parts)]
+        # the block is independent of the basis it was projected on: its remainder bounds
+        # what that basis (and any larger one) misses
+        self.remainder = float(host(xp.max(xp.sqrt(xp.sum(yb * yb, axis=0))))) if width else 0.0
         q_new, r_new = _tall_qr(xp, yb)
         u, sv, vt = _svd(host(r_new))
         coef_old = [host(c) for c in coef_old]
@@ -421,6 +453,52 @@ class GrowingSketch:
         self.asymmetry = 0.5 * float(np.linalg.norm(xt - xt.T, 2))
         return np.linalg.eigvalsh(0.5 * (xt + xt.T))
 
+    def compress(self, *, tau=None, probes=TAIL_PROBES, max_matvecs=None):
+        """Two-pass Rayleigh–Ritz on the basis ``Q``: :class:`Compression`, or None over budget.
+
+        ``T = Q^T S Q`` costs one product per basis column; by Cauchy interlacing
+        its positive (negative) eigenvalues never exceed (fall below) the
+        corresponding ones of ``S``. ``R = S Q - Q T`` (computed explicitly, so
+        that a small norm is accurate) and a bound on ``(I - Q Q^T) S`` bound
+        what the basis misses. That bound comes from the remainder of the last
+        sketch block outside the basis before it (free), or, when that does not
+        lie below the threshold `tau`, also from `probes` fresh Gaussian columns
+        (Halko, Martinsson & Tropp 2011, Lemma 4.1: either holds with
+        probability at least ``1 - 10^-b`` for ``b`` columns).
+        """
+        xp, host = self.xp, self.arrays.asnumpy
+        m = sum(q.shape[1] for q in self.basis)
+        tail = TAIL_FACTOR * self.remainder
+        if tau is not None and tail < tau:
+            probes = 0
+        if max_matvecs is not None and self.op.matvecs + m + probes > max_matvecs:
+            return None
+        dtype = self.op.dtype
+        prods = [xp.asarray(self.arrays.apply(q.astype(dtype, copy=False)), dtype=np.float64)
+                 for q in self.basis]
+        t = np.block([[host(qi.T @ zj) for zj in prods] for qi in self.basis]) if m \
+            else np.zeros((0, 0))
+        t = 0.5 * (t + t.T)
+        gram = np.zeros((m, m))
+        cols = np.cumsum([0] + [q.shape[1] for q in self.basis])
+        for j, z in enumerate(prods):  # R_j = Z_j - Q T_j, in place
+            for i, q in enumerate(self.basis):
+                z -= q @ xp.asarray(t[cols[i]:cols[i + 1], cols[j]:cols[j + 1]])
+        for i, ri in enumerate(prods):
+            for j, rj in enumerate(prods):
+                gram[cols[i]:cols[i + 1], cols[j]:cols[j + 1]] = host(ri.T @ rj)
+        del prods
+        residual = math.sqrt(max(float(np.linalg.eigvalsh(gram)[-1]), 0.0)) if m else 0.0
+        if probes:
+            omega = self._omega(int(self.gen.integers(2 ** 63)), probes)
+            w = xp.asarray(self.arrays.apply(omega.astype(dtype, copy=False)), dtype=np.float64)
+            for _ in range(2):
+                for q in self.basis:
+                    w -= q @ (q.T @ w)
+            tail = min(tail, TAIL_FACTOR * float(host(xp.max(xp.sqrt(xp.sum(w * w, axis=0))))))
+        return Compression(np.linalg.eigvalsh(t) if m else np.zeros(0), residual, tail,
+                           m + probes)
+
     # -- reading the count ---------------------------------------------------------------
     def nystrom_band(self, threshold, count):
         """Smallest Nystrom image of an eigenvalue at `threshold` the sketch missed.
@@ -534,7 +612,8 @@ def sketch_rank(op, *, rtol=None, atol=None, rng=None, block_size=None, growth=1
                          max_memory=max_memory, max_matvecs=max_matvecs,
                          cap_reason=(f"sketch width reached max_rank={max_rank}"
                                      if max_rank < n else None))
-    est = sketch_result(sketch, result, rtol=rtol, atol=atol, oversample=oversample)
+    est = sketch_result(sketch, result, rtol=rtol, atol=atol, oversample=oversample,
+                        max_matvecs=max_matvecs)
     if not est.converged:
         import warnings
 
@@ -589,6 +668,7 @@ def grow_sketch(sketch, *, rtol, atol, first, block_size, growth, oversample, wi
     reason = None
     converged = False
     mu = None
+    tau = None
     last_solve = 0
     first_stop = 0
     while True:
@@ -621,7 +701,9 @@ def grow_sketch(sketch, *, rtol, atol, first, block_size, growth, oversample, wi
             if sketch_bytes(n, k + want, want) > max_memory:
                 reason = f"the next block would exceed max_memory={max_memory} bytes"
                 break
-        if max_matvecs is not None and op.matvecs + want > max_matvecs:
+        # a Gram-Schmidt sketch keeps products for its two-pass Rayleigh-Ritz check
+        reserve = sketch._gs_rank + want + TAIL_PROBES if sketch.core == "gram-schmidt" else 0
+        if max_matvecs is not None and op.matvecs + want + reserve > max_matvecs:
             reason = f"the next block would exceed max_matvecs={max_matvecs}"
             break
         sketch.grow(want)
@@ -632,20 +714,24 @@ def grow_sketch(sketch, *, rtol, atol, first, block_size, growth, oversample, wi
             mu = sketch.eigenvalues()
             last_solve = sketch.width
             tau, _ = _threshold(sketch, mu, rtol, atol)
-            if sketch.core == "nystrom":
-                counted = _nystrom_reading(sketch, mu, tau)[1]
-            else:
-                counted = int(np.sum(np.abs(mu) > tau))
-            if sketch.width - counted >= oversample:
+            if sketch.core == "nystrom" \
+                    and sketch.width - _nystrom_reading(sketch, mu, tau)[1] >= oversample:
                 converged = True
                 break
             mu = None
+        # Gram-Schmidt: done once the basis provably holds every eigenvalue above the
+        # threshold (the single-pass Ritz values cannot tell: they overstate the small ones)
+        if user_threshold and sketch.core == "gram-schmidt" and tau is not None \
+                and TAIL_FACTOR * sketch.remainder < TAIL_MARGIN * tau:
+            converged = True
+            mu = None
+            break
     if mu is None:
         mu = sketch.eigenvalues()
     return converged, reason, mu
 
 
-def sketch_result(sketch, result, *, rtol, atol, oversample, method="sketch"):
+def sketch_result(sketch, result, *, rtol, atol, oversample, method="sketch", max_matvecs=None):
     """RankEstimate of a grown sketch (see :func:`sketch_rank`): threshold, resolution, interval."""
     converged, reason, mu = result
     op = sketch.op
@@ -654,6 +740,7 @@ def sketch_result(sketch, result, *, rtol, atol, oversample, method="sketch"):
         mu = np.zeros_like(mu)
     tau, source = _threshold(sketch, mu, rtol, atol)
     lam = float(np.abs(mu).max()) if mu.size else 0.0
+    comp = None
     if sketch.core == "nystrom":
         count, candidates, resolution = (0, 0, 0.0) if sketch.zero else \
             _nystrom_reading(sketch, mu, tau)
@@ -667,13 +754,37 @@ def sketch_result(sketch, result, *, rtol, atol, oversample, method="sketch"):
         lo = count if resolution <= tau else int(np.sum(mu > resolution))
         noise = resolution
     else:
-        noise = NOISE_FACTOR * sketch.asymmetry
-        count = int(np.sum(np.abs(mu) > tau))
-        lo = int(np.sum(np.abs(mu) > tau + noise))
-        hi = int(np.sum(np.abs(mu) > tau - noise)) if tau > noise else max(sketch.rank, count)
-        if not converged:
-            hi = n
-        resolution = max(noise, float(np.finfo(op.dtype).eps) * lam)
+        # the single-pass Ritz values carry the error of what the basis missed (they can
+        # overstate eigenvalues near the threshold by tens of per cent): the count is read
+        # from the two-pass compression, whose error is bounded
+        comp = None if sketch.zero else sketch.compress(tau=tau, max_matvecs=max_matvecs)
+        if comp is None:
+            count = int(np.sum(np.abs(mu) > tau))
+            lo, hi = (count, count) if sketch.zero else (0, n)
+            resolution = 0.0 if sketch.zero else float("inf")
+            converged = converged and sketch.zero
+            if not sketch.zero:
+                reason = reason or (f"no product left in max_matvecs={max_matvecs} for the "
+                                    "Rayleigh-Ritz check of the sketch")
+        else:
+            mu = comp.ritz
+            tau, source = _threshold(sketch, mu, rtol, atol)
+            lam = float(np.abs(mu).max()) if mu.size else 0.0
+            count = lo = int(np.sum(np.abs(mu) > tau))  # interlacing: a certified lower bound
+            # Weyl: every eigenvalue of S lies within |R| of one of Q^T S Q or of the part the
+            # basis missed, whose norm is at most the tail bound
+            hi = int(np.sum(np.abs(mu) > tau - comp.residual))
+            # at numpy's default threshold the missed part is at the rounding of the products,
+            # where no probe tells it from noise: there the sketch's own rank deficiency (its
+            # blocks add nothing above n eps |Y|) certifies it, the randomized numerical rank
+            deficient = rtol is None and atol is None and converged \
+                and (k - sketch.rank >= oversample or k >= n)
+            missed = comp.tail + comp.residual >= tau and not deficient
+            if missed:
+                hi = n
+            converged = not missed
+            resolution = max(comp.residual, 0.0 if deficient else comp.tail,
+                             float(np.finfo(op.dtype).eps) * lam)
     lo, hi = min(lo, count), max(hi, count)
     width_ok = hi - lo <= max(4, int(0.02 * count))
     ok = bool(converged and resolution <= tau and width_ok)
@@ -685,7 +796,9 @@ def sketch_result(sketch, result, *, rtol, atol, oversample, method="sketch"):
                 oversample=oversample, lambda_abs_max=lam, core=sketch.core,
                 fallback=sketch.fallback, shift=sketch.shift,
                 rayleigh_ritz_solves=sketch.solves, threshold_source=source,
-                rayleigh_ritz_noise=sketch.asymmetry)
+                rayleigh_ritz_products=0 if comp is None else comp.products,
+                rayleigh_ritz_noise=(sketch.asymmetry if sketch.core == "nystrom" or comp is None
+                                     else comp.residual))
     if reason:
         info["reason"] = reason
     info["lower_bound"] = not converged
