@@ -461,7 +461,15 @@ def markdown(result, argv=None):
     ]
     for key, opts in result["settings"].items():
         lines.append(f"- `{key}`: {opts}")
-    lines.append("")
+    lines.append(
+        "\nThe tuned settings keep numpy's default threshold (no `rtol`/`atol`). At that "
+        "threshold the estimator runs its product budget to the end, so `max_matvecs` sets "
+        "the run length: the budget above is chosen so that the eigenvalues the run cannot "
+        "place (the slowest modes, whose number is a fixed fraction of `n` for a given number "
+        "of steps on these grids) stay well below the error target; two chains suffice for the "
+        "sampling error at these `n` and stream far fewer bytes per step than the default "
+        "chains; the shorter Lanczos estimate of `lambda_max` stores and re-reads fewer "
+        "length-`n` basis vectors (its full reorthogonalisation keeps them all).\n")
     goal = targets(result)
     if goal:
         lines.append(f"## Targets at n ~ 1e7 (<= {TARGET_SECONDS:.0f} s, <= {TARGET_GB:.0f} GB, "
@@ -518,8 +526,10 @@ def markdown(result, argv=None):
                      "bandwidth at the CPU time the process got (bytes / CPU seconds x threads): "
                      "what the same work reaches when its threads are not waiting for the "
                      "cores other processes hold (an estimate; spinning threads count as busy, "
-                     "so it errs low). Grids whose matrix and state fit in the caches exceed the "
-                     "DRAM roofline.\n")
+                     "so it errs low). Both columns were measured on a shared machine (load "
+                     "average in the last column): above 100% where the triad, measured under the same "
+                     "load, understates the bandwidth, or where the matrix and state fit in the "
+                     "caches; neither is an uncontended measurement.\n")
         rows = [[f"{k['dim']}-D {k['m']}^{k['dim']}", f"{k['n']:,}", k["chains"],
                  C.fmt(k["step_mb"], 0), C.fmt(1e3 * k["seconds_per_step"], 1),
                  C.fmt(k["gbs"], 2), C.fmt(100 * k["gbs"] / roof, 0),
