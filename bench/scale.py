@@ -527,9 +527,9 @@ def markdown(result, argv=None):
                      "what the same work reaches when its threads are not waiting for the "
                      "cores other processes hold (an estimate; spinning threads count as busy, "
                      "so it errs low). Both columns were measured on a shared machine (load "
-                     "average in the last column): above 100% where the triad, measured under the same "
-                     "load, understates the bandwidth, or where the matrix and state fit in the "
-                     "caches; neither is an uncontended measurement.\n")
+                     "average in the last column): above 100% where the triad, measured under "
+                     "the same load, understates the bandwidth, or where the matrix and state fit "
+                     "in the caches; neither is an uncontended measurement.\n")
         rows = [[f"{k['dim']}-D {k['m']}^{k['dim']}", f"{k['n']:,}", k["chains"],
                  C.fmt(k["step_mb"], 0), C.fmt(1e3 * k["seconds_per_step"], 1),
                  C.fmt(k["gbs"], 2), C.fmt(100 * k["gbs"] / roof, 0),
