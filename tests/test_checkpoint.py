@@ -521,12 +521,17 @@ def _sigkill_resume(tmp_path, kind, n, options, kills):
     reference = _finish(_command(kind, tmp_path, matrix, tmp_path / "ref.ckpt", options))
     ckpt = tmp_path / "run.ckpt"
     argv = _command(kind, tmp_path, matrix, ckpt, options)
-    statuses = [_kill_when(argv, ckpt, saves) for saves in kills]
+    statuses, saved = [], []
+    for saves in kills:
+        statuses.append(_kill_when(argv, ckpt, saves))
+        ck = load_checkpoint(ckpt)
+        saved.append(None if ck is None else (len(ck.progress["entries"]),
+                                              ck.progress["finished"]))
     # the first kill hit a running process that had saved (the file exists, unfinished)
-    assert statuses[0] == -signal.SIGKILL
+    assert statuses[0] == -signal.SIGKILL, (statuses, saved)
     assert ckpt.exists()
     resumed = _finish(argv)
-    assert resumed == reference
+    assert resumed == reference, (statuses, saved)
     assert load_checkpoint(ckpt).progress["finished"]
     return statuses
 
@@ -547,7 +552,7 @@ def test_sigkill_at_several_points_then_resume_is_bit_identical(tmp_path, kind, 
                                                                scheme):
     options = dict(backend=backend, max_matvecs=60_000, scheme=scheme)
     statuses = _sigkill_resume(tmp_path, kind, 2000, options, kills=[1, 2, 1, 3])
-    assert statuses.count(-signal.SIGKILL) >= 2, statuses  # resumed runs were killed too
+    assert statuses.count(-signal.SIGKILL) >= 2, statuses  # a resumed run was killed too
 
 
 # ----------------------------------------------------------------------------- gradients
