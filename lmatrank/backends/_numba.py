@@ -28,10 +28,16 @@ What is faster than the numpy reference, and why
   flight. The two variants perform the same floating-point operations in the
   same order (bit-identical results), so ``fuse="auto"`` (the default) simply
   times each on the first calls for a given matrix and block and keeps the
-  faster. The options of a step (reordering, preconditioner, Gaussian noise,
-  float32 rounding check) are compiled into separate kernels rather than
-  tested in the loop, so the first call of each combination compiles (about
-  5 s; cached on disk afterwards).
+  faster. Blocks with fewer than ``FUSE_RACE_MIN_ENTRIES`` entries (state and
+  matrix fit in cache, where the fused pass saves little) take the two passes
+  without timing, which spares compiling the fused kernel. The options of a step
+  (reordering, preconditioner, Gaussian noise, float32 rounding check) are
+  compiled into separate kernels rather than tested in the loop, so the first
+  call of each combination compiles (a few seconds; cached on disk afterwards).
+- Blocks with fewer than ``PARALLEL_MIN_ENTRIES`` entries run the serial
+  driver of each kernel, larger ones the parallel one; both call the same
+  compiled chunk function (see :mod:`._numba_kernels`), so the results agree
+  bit for bit.
 - Dense operators use BLAS (``numpy.matmul`` into a preallocated buffer);
   structured operators (Kronecker, linear-network Hessian) use their own
   stacked BLAS products, which have no Python loops over chains.
@@ -73,9 +79,7 @@ from __future__ import annotations
 import time
 import warnings
 
-import contextlib
-
-import numba
+import numba  # noqa: F401  (the kernels' compiler: a missing numba is an ImportError here)
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import reverse_cuthill_mckee
@@ -83,8 +87,8 @@ from scipy.sparse.csgraph import reverse_cuthill_mckee
 from . import _numba_kernels as _k
 from ._numpy import NumpyBackend
 
-__all__ = ["NumbaBackend", "FUSE_TRIALS", "PARALLEL_MIN_ENTRIES", "ROUNDING_RATIO_WARN",
-           "REORDER_MIN_NNZ", "REORDER_MIN_GAIN"]
+__all__ = ["NumbaBackend", "FUSE_RACE_MIN_ENTRIES", "FUSE_TRIALS", "PARALLEL_MIN_ENTRIES",
+           "ROUNDING_RATIO_WARN", "REORDER_MIN_NNZ", "REORDER_MIN_GAIN"]
 
 #: Warn when float32 rounding of the state adds this fraction of the Langevin noise.
 ROUNDING_RATIO_WARN = 1e-4
@@ -98,9 +102,13 @@ REORDER_MIN_GAIN = 4.0
 #: ``fuse="auto"`` times each sparse step variant this many times before choosing.
 FUSE_TRIALS = 4
 
-#: Blocks with fewer entries run the kernels on one thread: waking a thread
-#: pool costs more than the work, and two spinning pools (Numba's OpenMP and
-#: OpenBLAS's, alternating with dense products) slow each other down by 20x.
+#: ``fuse="auto"`` times the two variants only for blocks (``max(n b, nnz)``) with at
+#: least this many entries; smaller ones take the two passes at once.
+FUSE_RACE_MIN_ENTRIES = 1 << 18
+
+#: Blocks with fewer entries run the serial kernels: waking a thread pool costs
+#: more than the work, and two spinning pools (Numba's OpenMP and OpenBLAS's,
+#: alternating with dense products) slow each other down by 20x.
 PARALLEL_MIN_ENTRIES = 1 << 18
 
 _NOISE_KINDS = {"rademacher": _k.RADEMACHER, "gaussian": _k.GAUSSIAN}
@@ -115,18 +123,12 @@ def _noise_kind(kind):
             from None
 
 
-@contextlib.contextmanager
-def _threads_for(entries):
-    """Run the enclosed kernels single-threaded when the block is small."""
+def _driver(kernel, entries):
+    """`kernel` (a parallel driver of :mod:`._numba_kernels`) for a block of `entries`
+    entries, or its serial twin when the block is too small to share out."""
     if entries >= PARALLEL_MIN_ENTRIES:
-        yield
-        return
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
+        return kernel
+    return getattr(_k, kernel.py_func.__name__ + "_serial")
 
 
 def draw_key(gen) -> np.uint64:
@@ -188,7 +190,8 @@ class NumbaBackend:
         kernel followed by the update kernel (False). Both give bit-identical
         results; ``"auto"`` times each on the first ``2 * (FUSE_TRIALS + 1)`` steps of
         a given matrix, block width, dtype and scheme and keeps the faster
-        (recorded in ``sparse_plan(op).info["fuse"]``).
+        (recorded in ``sparse_plan(op).info["fuse"]``); blocks and matrices with
+        fewer than ``FUSE_RACE_MIN_ENTRIES`` entries take the two passes untimed.
 
     Attributes
     ----------
@@ -295,14 +298,10 @@ class NumbaBackend:
         return Y
 
     def _csr_product(self, plan, X, Y):
-        n, b = X.shape
-        with _threads_for(max(n * b, plan.data.size)):
-            self._csr_product_kernels(plan, X, Y)
-
-    def _csr_product_kernels(self, plan, X, Y):
+        entries = max(X.size, plan.data.size)
         if plan.perm is not None:
             src = self._buffer("gather", X.shape, X.dtype)
-            _k.gather_rows(X, plan.perm, src)
+            _driver(_k.gather_rows, entries)(X, plan.perm, src)
             self._csr_kernels(plan, src, Y, plan.perm)
         else:
             self._csr_kernels(plan, X, Y, None)
@@ -310,10 +309,12 @@ class NumbaBackend:
     @staticmethod
     def _csr_kernels(plan, X, Y, perm):
         """``Y[perm] = A X`` (``Y = A X`` if `perm` is None) with the plan's CSR arrays."""
+        entries = max(X.size, plan.data.size)
         if X.shape[1] == 1:
-            _k.csr_matvec(plan.indptr, plan.indices, plan.data, X[:, 0], Y[:, 0], perm)
+            _driver(_k.csr_matvec, entries)(plan.indptr, plan.indices, plan.data, X[:, 0],
+                                            Y[:, 0], perm)
         else:
-            _k.csr_matmat(plan.indptr, plan.indices, plan.data, X, Y, perm)
+            _driver(_k.csr_matmat, entries)(plan.indptr, plan.indices, plan.data, X, Y, perm)
 
     @staticmethod
     def parallel_copy(src, dst):
@@ -328,8 +329,7 @@ class NumbaBackend:
         n, b = shape
         out = np.empty((n, b), dtype=dtype)
         xi = self._scratch(n, b)[0]
-        with _threads_for(n * b):
-            _k.noise_block(np.uint64(key), code, out, xi)
+        _driver(_k.noise_block, n * b)(np.uint64(key), code, out, xi)
         return out
 
     def noise(self, gen, shape, kind, dtype):
@@ -363,11 +363,10 @@ class NumbaBackend:
         self.last_key = draw_key(gen)
         xi, quad, gnorm, sq = self._scratch(n, b)
         track_sq = src.dtype == np.float32
-        with _threads_for(n * b):
-            _k.em_kernel(*self._product_args(plan, s_theta, src), src, dst, perm, diag,
-                         float(eta), float(noise_std), self.last_key,
-                         xi if code == _k.GAUSSIAN else None, quad, gnorm,
-                         sq if track_sq else None)
+        _driver(_k.em_kernel, n * b)(*self._product_args(plan, s_theta, src), src, dst, perm,
+                                     diag, float(eta), float(noise_std), self.last_key,
+                                     xi if code == _k.GAUSSIAN else None, quad, gnorm,
+                                     sq if track_sq else None)
         self._check_rounding(dst, sq if track_sq else None, noise_std, diag)
         return quad.sum(axis=0), gnorm.sum(axis=0)
 
@@ -450,10 +449,10 @@ class NumbaBackend:
         kick = float(np.sqrt(temperature * (1.0 - friction * friction)))
         self.last_key = draw_key(gen)
         xi, quad = self._scratch(n, b)[:2]
-        with _threads_for(n * b):
-            _k.baoab_kernel(*self._product_args(plan, s_q, q_src), q_src, q_dst, p, perm, diag,
-                            float(h), float(friction), kick, self.last_key,
-                            xi if code == _k.GAUSSIAN else None, quad)
+        _driver(_k.baoab_kernel, n * b)(*self._product_args(plan, s_q, q_src), q_src, q_dst, p,
+                                        perm, diag, float(h), float(friction), kick,
+                                        self.last_key, xi if code == _k.GAUSSIAN else None,
+                                        quad)
         return quad.sum(axis=0)
 
     def _two_pass_product(self, op, theta):
@@ -463,11 +462,9 @@ class NumbaBackend:
         src = theta
         if plan.perm is not None:
             src = self._buffer("gather", theta.shape, theta.dtype)
-            with _threads_for(theta.size):
-                _k.gather_rows(theta, plan.perm, src)
+            _driver(_k.gather_rows, theta.size)(theta, plan.perm, src)
         product = self._buffer("s_theta", theta.shape, theta.dtype)
-        with _threads_for(max(theta.size, plan.data.size)):
-            self._csr_kernels(plan, src, product, None)
+        self._csr_kernels(plan, src, product, None)
         op.count(theta.shape[1])
         return src, product, plan.perm
 
@@ -517,6 +514,9 @@ class NumbaBackend:
         choice = plan.info["fuse"].get(key)
         if choice is not None:
             return choice
+        if max(theta.size, plan.data.size) < FUSE_RACE_MIN_ENTRIES:
+            plan.info["fuse"][key] = False  # small: two passes, the fused kernel never compiled
+            return False
         # alternate the two until each has 1 + FUSE_TRIALS timings; the first of each is
         # dropped (compilation, page faults of fresh buffers) and the fastest of the rest
         # compared, since noise only ever adds time
@@ -543,8 +543,7 @@ class NumbaBackend:
         dst = second if theta is first else first
         if plan.perm is not None:
             src = self._buffer("gather", theta.shape, theta.dtype)
-            with _threads_for(theta.size):
-                _k.gather_rows(np.ascontiguousarray(theta), plan.perm, src)
+            _driver(_k.gather_rows, theta.size)(np.ascontiguousarray(theta), plan.perm, src)
             return dst, src, plan.perm
         return dst, np.ascontiguousarray(theta), None
 

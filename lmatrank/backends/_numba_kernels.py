@@ -3,6 +3,20 @@
 Everything here is a plain function of arrays; :mod:`._numba` holds the
 backend object that owns the work buffers and calls these kernels.
 
+Serial and parallel kernels
+---------------------------
+The work of each kernel is written once, as a function of one chunk of
+``CHUNK`` rows (``_em_rows``, ``_csr_rows``, ...), compiled on its own. Two thin
+drivers call it: ``em_kernel`` runs the chunks on all threads (``prange``) and
+``em_kernel_serial`` runs them in order on the calling thread, for blocks too
+small to share out (:mod:`._numba` picks by size). Both drivers execute the same
+compiled chunk function, so they agree bit for bit, and a process that uses both
+compiles the heavy part once. Keeping the chunk function out of the ``prange``
+body also halves the compile time of the parallel driver (Numba's parallel
+lowering types and compiles the loop body a second time, which is then a single
+call). The chunk index is passed as ``np.int64``: ``prange`` makes its index
+unsigned, which would compile a second copy of the chunk function.
+
 Counter-based noise
 -------------------
 Entry ``(row, column)`` of the noise block of one step is a pure function of a
@@ -37,6 +51,20 @@ from numba import njit, prange
 
 from . import _simd as simd
 
+
+def _jit(**options):
+    """``numba.njit`` with the on-disk cache (``cache=True``), or without it where no
+    cache location can be written (a read-only install without a writable home or
+    ``NUMBA_CACHE_DIR``): Numba refuses ``cache=True`` there with a RuntimeError when the
+    function is decorated, which would make the backend unimportable; the kernels then
+    compile in each process instead."""
+    def decorate(fn):
+        try:
+            return njit(cache=True, **options)(fn)
+        except RuntimeError:
+            return njit(**options)(fn)
+    return decorate
+
 #: Rows per reduction chunk (fixed, independent of the thread count).
 CHUNK = 2048
 #: Columns per vector chunk of a block row.
@@ -58,7 +86,7 @@ _INV32 = 1.0 / 4294967296.0
 _TWO_PI = 2.0 * math.pi
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def splitmix64(key, counter):
     """Output number `counter` of SplitMix64 seeded with `key` (both uint64)."""
     z = key + (counter + _ONE) * _GOLDEN
@@ -67,7 +95,7 @@ def splitmix64(key, counter):
     return z ^ (z >> _S31)
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def fill_noise_row(key, row, b, kind, out):
     """Write the `b` noise values of `row` into ``out[:b]`` (float64)."""
     r = np.uint64(row)
@@ -87,7 +115,7 @@ def fill_noise_row(key, row, b, kind, out):
         gaussian_columns(key, row, b, 0, b, out)
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def gaussian_columns(key, row, b, lo, hi, out):
     """Write the Gaussian noise of columns ``lo .. hi - 1`` of `row` (of `b`) into
     ``out[lo:hi]``; `lo` is even (pairs share one hash)."""
@@ -104,30 +132,44 @@ def gaussian_columns(key, row, b, lo, hi, out):
             out[2 * p + 1] = radius * math.sin(angle)
 
 
-@njit(parallel=True, cache=True)
-def noise_block(key, kind, out, scratch):
-    """Fill `out` (n, b) with the counter-based noise of `key`."""
+@_jit(inline="always")
+def _n_chunks(n):
+    """The number of chunks of ``CHUNK`` rows covering `n` rows."""
+    return (n + CHUNK - 1) // CHUNK
+
+
+@_jit()
+def _noise_rows(ch, key, kind, out, scratch):
+    """Rows ``ch * CHUNK .. (ch + 1) * CHUNK`` of :func:`noise_block`."""
     n, b = out.shape
-    n_chunks = scratch.shape[0]
-    for ch in prange(n_chunks):
-        xi = scratch[ch]
-        for i in range(ch * CHUNK, min(n, (ch + 1) * CHUNK)):
-            fill_noise_row(key, i, b, kind, xi)
-            for c in range(b):
-                out[i, c] = xi[c]
+    xi = scratch[ch]
+    for i in range(ch * CHUNK, min(n, (ch + 1) * CHUNK)):
+        fill_noise_row(key, i, b, kind, xi)
+        for c in range(b):
+            out[i, c] = xi[c]
 
 
-@njit(parallel=True, cache=True)
-def csr_matmat(indptr, indices, data, X, Y, perm):
-    """``Y[p(i)] = row_i(A) @ X`` for a block ``X`` (n, b); ``p = perm``, or the identity
-    if `perm` is None.
+@_jit(parallel=True)
+def noise_block(key, kind, out, scratch):
+    """Fill `out` (n, b) with the counter-based noise of `key` (`scratch`: one float64
+    row of width b per chunk of ``CHUNK`` rows)."""
+    for ch in prange(scratch.shape[0]):
+        _noise_rows(np.int64(ch), key, kind, out, scratch)
 
-    Each row is computed in chunks of ``LANES`` columns whose running sums stay in
-    vector registers (see :func:`_product4` and :mod:`._simd`).
-    """
+
+@_jit()
+def noise_block_serial(key, kind, out, scratch):
+    """:func:`noise_block` on one thread."""
+    for ch in range(scratch.shape[0]):
+        _noise_rows(ch, key, kind, out, scratch)
+
+
+@_jit()
+def _csr_rows(ch, indptr, indices, data, X, Y, perm):
+    """Rows ``ch * CHUNK .. (ch + 1) * CHUNK`` of :func:`csr_matmat`."""
     n = indptr.size - 1
     b = X.shape[1]
-    for i in prange(n):
+    for i in range(ch * CHUNK, min(n, (ch + 1) * CHUNK)):
         dst = np.int64(i) if perm is None else np.int64(perm[i])
         c0 = 0
         while c0 + 4 * LANES <= b:
@@ -142,11 +184,30 @@ def csr_matmat(indptr, indices, data, X, Y, perm):
             simd.store_first(Y, _product1(indptr, indices, data, X, i, c0, count), count, dst, c0)
 
 
-@njit(parallel=True, cache=True)
-def csr_matvec(indptr, indices, data, x, y, perm):
-    """Single-column path of :func:`csr_matmat` (x, y 1-D)."""
+@_jit(parallel=True)
+def csr_matmat(indptr, indices, data, X, Y, perm):
+    """``Y[p(i)] = row_i(A) @ X`` for a block ``X`` (n, b); ``p = perm``, or the identity
+    if `perm` is None.
+
+    Each row is computed in chunks of ``LANES`` columns whose running sums stay in
+    vector registers (see :func:`_product4` and :mod:`._simd`).
+    """
+    for ch in prange(_n_chunks(indptr.size - 1)):
+        _csr_rows(np.int64(ch), indptr, indices, data, X, Y, perm)
+
+
+@_jit()
+def csr_matmat_serial(indptr, indices, data, X, Y, perm):
+    """:func:`csr_matmat` on one thread."""
+    for ch in range(_n_chunks(indptr.size - 1)):
+        _csr_rows(ch, indptr, indices, data, X, Y, perm)
+
+
+@_jit()
+def _csr_vec_rows(ch, indptr, indices, data, x, y, perm):
+    """Rows ``ch * CHUNK .. (ch + 1) * CHUNK`` of :func:`csr_matvec`."""
     n = indptr.size - 1
-    for i in prange(n):
+    for i in range(ch * CHUNK, min(n, (ch + 1) * CHUNK)):
         acc = data[0] * 0
         for k in range(indptr[i], indptr[i + 1]):
             acc += data[k] * x[np.uint64(indices[k])]
@@ -156,14 +217,42 @@ def csr_matvec(indptr, indices, data, x, y, perm):
             y[np.int64(perm[i])] = acc
 
 
-@njit(parallel=True, cache=True)
-def gather_rows(X, perm, out):
-    """``out[i] = X[perm[i]]``."""
+@_jit(parallel=True)
+def csr_matvec(indptr, indices, data, x, y, perm):
+    """Single-column path of :func:`csr_matmat` (x, y 1-D)."""
+    for ch in prange(_n_chunks(indptr.size - 1)):
+        _csr_vec_rows(np.int64(ch), indptr, indices, data, x, y, perm)
+
+
+@_jit()
+def csr_matvec_serial(indptr, indices, data, x, y, perm):
+    """:func:`csr_matvec` on one thread."""
+    for ch in range(_n_chunks(indptr.size - 1)):
+        _csr_vec_rows(ch, indptr, indices, data, x, y, perm)
+
+
+@_jit()
+def _gather(ch, X, perm, out):
+    """Rows ``ch * CHUNK .. (ch + 1) * CHUNK`` of :func:`gather_rows`."""
     b = X.shape[1]
-    for i in prange(out.shape[0]):
+    for i in range(ch * CHUNK, min(out.shape[0], (ch + 1) * CHUNK)):
         src = perm[i]
         for c in range(b):
             out[i, c] = X[src, c]
+
+
+@_jit(parallel=True)
+def gather_rows(X, perm, out):
+    """``out[i] = X[perm[i]]``."""
+    for ch in prange(_n_chunks(out.shape[0])):
+        _gather(np.int64(ch), X, perm, out)
+
+
+@_jit()
+def gather_rows_serial(X, perm, out):
+    """:func:`gather_rows` on one thread."""
+    for ch in range(_n_chunks(out.shape[0])):
+        _gather(ch, X, perm, out)
 
 
 # ---------------------------------------------------------------- row chunks
@@ -173,7 +262,7 @@ def gather_rows(X, perm, out):
 # two-pass steps (product kernel, then update kernel) call the same chunk
 # functions in the same order, so the two agree bit for bit.
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _get(arr, i, c0, count):
     """``arr[i, c0:c0 + count]`` as a vector (lanes past `count` read as 0)."""
     if count == LANES:
@@ -181,7 +270,7 @@ def _get(arr, i, c0, count):
     return simd.load_first(arr, count, i, c0)
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _put(arr, value, i, c0, count):
     """``arr[i, c0:c0 + count] = value[:count]``."""
     if count == LANES:
@@ -190,7 +279,7 @@ def _put(arr, value, i, c0, count):
         simd.store_first(arr, value, count, i, c0)
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _product4(indptr, indices, data, src, i, c0):
     """``row_i(A) @ src[:, c0:c0 + 4 LANES]`` as four vectors (operator dtype).
 
@@ -225,7 +314,7 @@ def _product4(indptr, indices, data, src, i, c0):
     return s0, s1, s2, s3
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _product1(indptr, indices, data, src, i, c0, count):
     """``row_i(A) @ src[:, c0:c0 + count]`` as one vector (``count <= LANES``), with the
     operations of :func:`_product4` in the same order."""
@@ -247,7 +336,7 @@ def _product1(indptr, indices, data, src, i, c0, count):
 # combination is compiled into its own branch-free loop (measured up to 2x
 # faster than run-time flags, whose branches and live values crowded the registers).
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _group_noise(key, d, b, xi_part, ch, c0, width):
     """Start the noise of columns ``c0 .. c0 + width`` of row `d` (``c0`` a multiple of
     ``LANES``, the group within one 64-column word): the Rademacher hash word holding
@@ -258,7 +347,7 @@ def _group_noise(key, d, b, xi_part, ch, c0, width):
     return _ONE
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _chunk_noise(word, xi_part, ch, c0, count, scale):
     """`scale` times the noise of columns ``c0 .. c0 + count`` (float64 vector), from the
     group's hash word or its Gaussian values (see :func:`_group_noise`)."""
@@ -267,7 +356,7 @@ def _chunk_noise(word, xi_part, ch, c0, count, scale):
     return scale * _get(xi_part, ch, c0, count)
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _em_chunk(src, i, s_vec, dst, d, c0, count, g, eta, noise, quad, gnorm, sq, track_sq):
     """EM update of one chunk, ``dst[d] = src[i] - eta g s + noise`` (`noise` scaled);
     returns the running per-chain float64 sums of ``theta^T S theta``,
@@ -283,7 +372,7 @@ def _em_chunk(src, i, s_vec, dst, d, c0, count, g, eta, noise, quad, gnorm, sq, 
     return simd.muladd(t, sv, quad), simd.muladd(g_sv, sv, gnorm), sq
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _baoab_chunk(q_src, i, s_vec, p, q_dst, d, c0, count, hg, half, friction, noise, quad):
     """Merged B kicks, A, O, A (the step of NumpyBackend.baoab_update) for one chunk
     (`noise` scaled); ``p`` is indexed by the original row ``d`` and updated in place.
@@ -298,7 +387,7 @@ def _baoab_chunk(q_src, i, s_vec, p, q_dst, d, c0, count, hg, half, friction, no
     return simd.muladd(qv, sv, quad)
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _row_start(perm, gdiag, i, key, b, xi_part, ch, c0, width):
     """``(d, g, word)`` of kernel row `i` for the column group ``c0 .. c0 + width``: its
     destination row, its preconditioner entry (`perm`, `gdiag`: None for no reordering,
@@ -308,7 +397,7 @@ def _row_start(perm, gdiag, i, key, b, xi_part, ch, c0, width):
     return d, g, _group_noise(key, d, b, xi_part, ch, c0, width)
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _group_product(indptr, indices, data, s_given, src, i, c0):
     """The four product vectors of columns ``c0 .. c0 + 4 LANES`` of row `i`: read from
     the two-pass product `s_given` (CSR arrays None) or computed from the CSR arrays."""
@@ -318,14 +407,14 @@ def _group_product(indptr, indices, data, s_given, src, i, c0):
     return _product4(indptr, indices, data, src, i, c0)
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _chunk_product(indptr, indices, data, s_given, src, i, c0, count):
     if indptr is None:
         return _get(s_given, i, c0, count)
     return _product1(indptr, indices, data, src, i, c0, count)
 
 
-@njit(cache=True, inline="always")
+@_jit(inline="always")
 def _store4(arr, i, c0, v0, v1, v2, v3):
     """``arr[i, c0:c0 + 4 LANES] = (v0, v1, v2, v3)``."""
     simd.store(arr, v0, i, c0)
@@ -334,7 +423,59 @@ def _store4(arr, i, c0, v0, v1, v2, v3):
     simd.store(arr, v3, i, c0 + 3 * LANES)
 
 
-@njit(parallel=True, cache=True)
+@_jit()
+def _em_rows(ch, indptr, indices, data, s_given, theta_src, theta_dst, perm, gdiag, eta,
+             noise_std, key, xi_part, quad_part, gnorm_part, sq_part):
+    """Rows ``ch * CHUNK .. (ch + 1) * CHUNK`` of :func:`em_kernel`."""
+    n, b = theta_src.shape
+    track_sq = sq_part is not None
+    lo, hi = ch * CHUNK, min(n, (ch + 1) * CHUNK)
+    c0 = 0
+    while c0 + 4 * LANES <= b:
+        q0 = q1 = q2 = q3 = simd.zeros(quad_part)
+        n0 = n1 = n2 = n3 = simd.zeros(quad_part)
+        r0 = r1 = r2 = r3 = simd.zeros(quad_part)
+        for i in range(lo, hi):
+            d, g, word = _row_start(perm, gdiag, i, key, b, xi_part, ch, c0, 4 * LANES)
+            kick = noise_std * math.sqrt(g)
+            s0, s1, s2, s3 = _group_product(indptr, indices, data, s_given, theta_src, i, c0)
+            c1, c2, c3 = c0 + LANES, c0 + 2 * LANES, c0 + 3 * LANES
+            q0, n0, r0 = _em_chunk(theta_src, i, s0, theta_dst, d, c0, LANES, g, eta,
+                                   _chunk_noise(word, xi_part, ch, c0, LANES, kick),
+                                   q0, n0, r0, track_sq)
+            q1, n1, r1 = _em_chunk(theta_src, i, s1, theta_dst, d, c1, LANES, g, eta,
+                                   _chunk_noise(word, xi_part, ch, c1, LANES, kick),
+                                   q1, n1, r1, track_sq)
+            q2, n2, r2 = _em_chunk(theta_src, i, s2, theta_dst, d, c2, LANES, g, eta,
+                                   _chunk_noise(word, xi_part, ch, c2, LANES, kick),
+                                   q2, n2, r2, track_sq)
+            q3, n3, r3 = _em_chunk(theta_src, i, s3, theta_dst, d, c3, LANES, g, eta,
+                                   _chunk_noise(word, xi_part, ch, c3, LANES, kick),
+                                   q3, n3, r3, track_sq)
+        _store4(quad_part, ch, c0, q0, q1, q2, q3)
+        _store4(gnorm_part, ch, c0, n0, n1, n2, n3)
+        if sq_part is not None:
+            _store4(sq_part, ch, c0, r0, r1, r2, r3)
+        c0 += 4 * LANES
+    while c0 < b:
+        count = min(LANES, b - c0)
+        q = simd.zeros(quad_part)
+        gn = simd.zeros(quad_part)
+        sq = simd.zeros(quad_part)
+        for i in range(lo, hi):
+            d, g, word = _row_start(perm, gdiag, i, key, b, xi_part, ch, c0, LANES)
+            s_vec = _chunk_product(indptr, indices, data, s_given, theta_src, i, c0, count)
+            noise = _chunk_noise(word, xi_part, ch, c0, count, noise_std * math.sqrt(g))
+            q, gn, sq = _em_chunk(theta_src, i, s_vec, theta_dst, d, c0, count, g, eta,
+                                  noise, q, gn, sq, track_sq)
+        _put(quad_part, q, ch, c0, count)
+        _put(gnorm_part, gn, ch, c0, count)
+        if sq_part is not None:
+            _put(sq_part, sq, ch, c0, count)
+        c0 += LANES
+
+
+@_jit(parallel=True)
 def em_kernel(indptr, indices, data, s_given, theta_src, theta_dst, perm, gdiag, eta, noise_std,
               key, xi_part, quad_part, gnorm_part, sq_part):
     """One EM step, ``theta_next = theta - eta G S theta + noise_std G^(1/2) xi``, for a
@@ -359,56 +500,59 @@ def em_kernel(indptr, indices, data, s_given, theta_src, theta_dst, perm, gdiag,
     then single (possibly partial) vectors, and each group sweeps the chunk's rows with
     its running sums in registers.
     """
-    n, b = theta_src.shape
-    track_sq = sq_part is not None
     for ch in prange(quad_part.shape[0]):
-        lo, hi = ch * CHUNK, min(n, (ch + 1) * CHUNK)
-        c0 = 0
-        while c0 + 4 * LANES <= b:
-            q0 = q1 = q2 = q3 = simd.zeros(quad_part)
-            n0 = n1 = n2 = n3 = simd.zeros(quad_part)
-            r0 = r1 = r2 = r3 = simd.zeros(quad_part)
-            for i in range(lo, hi):
-                d, g, word = _row_start(perm, gdiag, i, key, b, xi_part, ch, c0, 4 * LANES)
-                kick = noise_std * math.sqrt(g)
-                s0, s1, s2, s3 = _group_product(indptr, indices, data, s_given, theta_src, i, c0)
-                c1, c2, c3 = c0 + LANES, c0 + 2 * LANES, c0 + 3 * LANES
-                q0, n0, r0 = _em_chunk(theta_src, i, s0, theta_dst, d, c0, LANES, g, eta,
-                                       _chunk_noise(word, xi_part, ch, c0, LANES, kick),
-                                       q0, n0, r0, track_sq)
-                q1, n1, r1 = _em_chunk(theta_src, i, s1, theta_dst, d, c1, LANES, g, eta,
-                                       _chunk_noise(word, xi_part, ch, c1, LANES, kick),
-                                       q1, n1, r1, track_sq)
-                q2, n2, r2 = _em_chunk(theta_src, i, s2, theta_dst, d, c2, LANES, g, eta,
-                                       _chunk_noise(word, xi_part, ch, c2, LANES, kick),
-                                       q2, n2, r2, track_sq)
-                q3, n3, r3 = _em_chunk(theta_src, i, s3, theta_dst, d, c3, LANES, g, eta,
-                                       _chunk_noise(word, xi_part, ch, c3, LANES, kick),
-                                       q3, n3, r3, track_sq)
-            _store4(quad_part, ch, c0, q0, q1, q2, q3)
-            _store4(gnorm_part, ch, c0, n0, n1, n2, n3)
-            if sq_part is not None:
-                _store4(sq_part, ch, c0, r0, r1, r2, r3)
-            c0 += 4 * LANES
-        while c0 < b:
-            count = min(LANES, b - c0)
-            q = simd.zeros(quad_part)
-            gn = simd.zeros(quad_part)
-            sq = simd.zeros(quad_part)
-            for i in range(lo, hi):
-                d, g, word = _row_start(perm, gdiag, i, key, b, xi_part, ch, c0, LANES)
-                s_vec = _chunk_product(indptr, indices, data, s_given, theta_src, i, c0, count)
-                noise = _chunk_noise(word, xi_part, ch, c0, count, noise_std * math.sqrt(g))
-                q, gn, sq = _em_chunk(theta_src, i, s_vec, theta_dst, d, c0, count, g, eta,
-                                      noise, q, gn, sq, track_sq)
-            _put(quad_part, q, ch, c0, count)
-            _put(gnorm_part, gn, ch, c0, count)
-            if sq_part is not None:
-                _put(sq_part, sq, ch, c0, count)
-            c0 += LANES
+        _em_rows(np.int64(ch), indptr, indices, data, s_given, theta_src, theta_dst, perm,
+                 gdiag, eta, noise_std, key, xi_part, quad_part, gnorm_part, sq_part)
 
 
-@njit(parallel=True, cache=True)
+@_jit()
+def em_kernel_serial(indptr, indices, data, s_given, theta_src, theta_dst, perm, gdiag, eta,
+                     noise_std, key, xi_part, quad_part, gnorm_part, sq_part):
+    """:func:`em_kernel` on one thread."""
+    for ch in range(quad_part.shape[0]):
+        _em_rows(ch, indptr, indices, data, s_given, theta_src, theta_dst, perm, gdiag, eta,
+                 noise_std, key, xi_part, quad_part, gnorm_part, sq_part)
+
+
+@_jit()
+def _baoab_rows(ch, indptr, indices, data, s_given, q_src, q_dst, p, perm, gdiag, h, friction,
+                kick, key, xi_part, quad_part):
+    """Rows ``ch * CHUNK .. (ch + 1) * CHUNK`` of :func:`baoab_kernel`."""
+    n, b = q_src.shape
+    half = 0.5 * h
+    lo, hi = ch * CHUNK, min(n, (ch + 1) * CHUNK)
+    c0 = 0
+    while c0 + 4 * LANES <= b:
+        q0 = q1 = q2 = q3 = simd.zeros(quad_part)
+        for i in range(lo, hi):
+            d, g, word = _row_start(perm, gdiag, i, key, b, xi_part, ch, c0, 4 * LANES)
+            kick_g = kick * math.sqrt(g)
+            s0, s1, s2, s3 = _group_product(indptr, indices, data, s_given, q_src, i, c0)
+            c1, c2, c3 = c0 + LANES, c0 + 2 * LANES, c0 + 3 * LANES
+            q0 = _baoab_chunk(q_src, i, s0, p, q_dst, d, c0, LANES, h * g, half, friction,
+                              _chunk_noise(word, xi_part, ch, c0, LANES, kick_g), q0)
+            q1 = _baoab_chunk(q_src, i, s1, p, q_dst, d, c1, LANES, h * g, half, friction,
+                              _chunk_noise(word, xi_part, ch, c1, LANES, kick_g), q1)
+            q2 = _baoab_chunk(q_src, i, s2, p, q_dst, d, c2, LANES, h * g, half, friction,
+                              _chunk_noise(word, xi_part, ch, c2, LANES, kick_g), q2)
+            q3 = _baoab_chunk(q_src, i, s3, p, q_dst, d, c3, LANES, h * g, half, friction,
+                              _chunk_noise(word, xi_part, ch, c3, LANES, kick_g), q3)
+        _store4(quad_part, ch, c0, q0, q1, q2, q3)
+        c0 += 4 * LANES
+    while c0 < b:
+        count = min(LANES, b - c0)
+        q = simd.zeros(quad_part)
+        for i in range(lo, hi):
+            d, g, word = _row_start(perm, gdiag, i, key, b, xi_part, ch, c0, LANES)
+            s_vec = _chunk_product(indptr, indices, data, s_given, q_src, i, c0, count)
+            noise = _chunk_noise(word, xi_part, ch, c0, count, kick * math.sqrt(g))
+            q = _baoab_chunk(q_src, i, s_vec, p, q_dst, d, c0, count, h * g, half,
+                             friction, noise, q)
+        _put(quad_part, q, ch, c0, count)
+        c0 += LANES
+
+
+@_jit(parallel=True)
 def baoab_kernel(indptr, indices, data, s_given, q_src, q_dst, p, perm, gdiag, h, friction,
                  kick, key, xi_part, quad_part):
     """One BAOAB step (kick, drift, Ornstein–Uhlenbeck, drift, merged as in
@@ -418,42 +562,21 @@ def baoab_kernel(indptr, indices, data, s_given, q_src, q_dst, p, perm, gdiag, h
     Positions ``q_src -> q_dst``, options and row order as in :func:`em_kernel`; the
     velocities ``p`` are in the original row order and are updated in place.
     """
-    n, b = q_src.shape
-    half = 0.5 * h
     for ch in prange(quad_part.shape[0]):
-        lo, hi = ch * CHUNK, min(n, (ch + 1) * CHUNK)
-        c0 = 0
-        while c0 + 4 * LANES <= b:
-            q0 = q1 = q2 = q3 = simd.zeros(quad_part)
-            for i in range(lo, hi):
-                d, g, word = _row_start(perm, gdiag, i, key, b, xi_part, ch, c0, 4 * LANES)
-                kick_g = kick * math.sqrt(g)
-                s0, s1, s2, s3 = _group_product(indptr, indices, data, s_given, q_src, i, c0)
-                c1, c2, c3 = c0 + LANES, c0 + 2 * LANES, c0 + 3 * LANES
-                q0 = _baoab_chunk(q_src, i, s0, p, q_dst, d, c0, LANES, h * g, half, friction,
-                                  _chunk_noise(word, xi_part, ch, c0, LANES, kick_g), q0)
-                q1 = _baoab_chunk(q_src, i, s1, p, q_dst, d, c1, LANES, h * g, half, friction,
-                                  _chunk_noise(word, xi_part, ch, c1, LANES, kick_g), q1)
-                q2 = _baoab_chunk(q_src, i, s2, p, q_dst, d, c2, LANES, h * g, half, friction,
-                                  _chunk_noise(word, xi_part, ch, c2, LANES, kick_g), q2)
-                q3 = _baoab_chunk(q_src, i, s3, p, q_dst, d, c3, LANES, h * g, half, friction,
-                                  _chunk_noise(word, xi_part, ch, c3, LANES, kick_g), q3)
-            _store4(quad_part, ch, c0, q0, q1, q2, q3)
-            c0 += 4 * LANES
-        while c0 < b:
-            count = min(LANES, b - c0)
-            q = simd.zeros(quad_part)
-            for i in range(lo, hi):
-                d, g, word = _row_start(perm, gdiag, i, key, b, xi_part, ch, c0, LANES)
-                s_vec = _chunk_product(indptr, indices, data, s_given, q_src, i, c0, count)
-                noise = _chunk_noise(word, xi_part, ch, c0, count, kick * math.sqrt(g))
-                q = _baoab_chunk(q_src, i, s_vec, p, q_dst, d, c0, count, h * g, half,
-                                 friction, noise, q)
-            _put(quad_part, q, ch, c0, count)
-            c0 += LANES
+        _baoab_rows(np.int64(ch), indptr, indices, data, s_given, q_src, q_dst, p, perm, gdiag,
+                    h, friction, kick, key, xi_part, quad_part)
 
 
-@njit(parallel=True, cache=True)
+@_jit()
+def baoab_kernel_serial(indptr, indices, data, s_given, q_src, q_dst, p, perm, gdiag, h,
+                        friction, kick, key, xi_part, quad_part):
+    """:func:`baoab_kernel` on one thread."""
+    for ch in range(quad_part.shape[0]):
+        _baoab_rows(ch, indptr, indices, data, s_given, q_src, q_dst, p, perm, gdiag, h,
+                    friction, kick, key, xi_part, quad_part)
+
+
+@_jit(parallel=True)
 def parallel_copy(src, dst):
     """``dst[:] = src`` for 1-D arrays, all threads (a memory-bandwidth probe)."""
     for i in prange(src.size):

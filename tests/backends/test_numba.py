@@ -1,5 +1,6 @@
 """Numba backend against the numpy reference (small sizes; compilation is cached)."""
 
+import itertools
 import math
 import sys
 
@@ -74,6 +75,28 @@ def test_factory_raises_importerror_without_numba(monkeypatch):
     assert get_backend(None).name == "numpy"  # auto falls back
     with pytest.raises(ValueError, match="backend 'numba' is not available"):
         get_backend("numba")
+
+
+def test_kernels_compile_without_a_writable_cache_location():
+    """Numba refuses cache=True where no cache directory can be written (here: a function
+    without a source file); the kernels' decorator then compiles without the disk cache
+    instead of making the backend unimportable."""
+    from lmatrank.backends._numba_kernels import _jit
+
+    namespace = {}
+    exec(compile("def twice(x):\n    return 2 * x\n", "<no file>", "exec"), namespace)
+    with pytest.raises(RuntimeError, match="no locator available"):
+        numba.njit(cache=True)(namespace["twice"])
+    twice = _jit()(namespace["twice"])
+    assert twice(21) == 42
+    assert type(twice._cache).__name__ == "NullCache"
+
+
+def test_kernels_are_cached_on_disk():
+    from lmatrank.backends import _numba_kernels as k
+
+    assert type(k.em_kernel._cache).__name__ == "FunctionCache"
+    assert type(k._em_rows._cache).__name__ == "FunctionCache"
 
 
 def test_bad_options(be):
@@ -221,9 +244,30 @@ class _FixedNoise(NumpyBackend):
         return self.xi.astype(dtype)
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("kind", ["rademacher", "gaussian"])
-@pytest.mark.parametrize("diagonal", [False, True])
+# Each combination of options is a kernel of its own (a few seconds to compile): the default
+# run takes a set of combinations holding every pair of option values, -m slow all of them.
+_UPDATE_OPTIONS = list(itertools.product([np.float64, np.float32], ["rademacher", "gaussian"],
+                                         [False, True]))
+_UPDATE_PAIRS = [(np.float64, "rademacher", False), (np.float64, "gaussian", True),
+                 (np.float32, "rademacher", True), (np.float32, "gaussian", False)]
+
+
+def _covers_all_pairs(rows, options):
+    """Every pair of values of two different options occurs in some row of `rows`."""
+    width = len(options[0])
+    for a, b in itertools.combinations(range(width), 2):
+        wanted = {(row[a], row[b]) for row in options}
+        if wanted - {(row[a], row[b]) for row in rows}:
+            return False
+    return True
+
+
+def _split_slow(options, fast):
+    return [pytest.param(*row, marks=() if row in fast else pytest.mark.slow)
+            for row in options]
+
+
+@pytest.mark.parametrize(("dtype", "kind", "diagonal"), _split_slow(_UPDATE_OPTIONS, _UPDATE_PAIRS))
 def test_em_update_equals_reference_with_same_noise(be, dtype, kind, diagonal):
     rng = np.random.default_rng(5)
     n, b = 257, 6
@@ -310,11 +354,22 @@ def test_dense_and_generic_fall_back_to_update(be):
         np.testing.assert_allclose(quad, np.einsum("ij,ij->j", expected, D @ expected))
 
 
-@pytest.mark.parametrize("scheme", ["em", "baoab"])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("kind", ["rademacher", "gaussian"])
+_STEP_OPTIONS = list(itertools.product(["em", "baoab"], [np.float64, np.float32],
+                                       ["rademacher", "gaussian"], [False, True]))
+_STEP_PAIRS = [("em", np.float64, "rademacher", False), ("em", np.float32, "gaussian", True),
+               ("baoab", np.float64, "gaussian", True), ("baoab", np.float32, "rademacher", True),
+               ("baoab", np.float32, "gaussian", False)]
+
+
+def test_default_option_sets_hold_every_pair():
+    assert _covers_all_pairs(_UPDATE_PAIRS, _UPDATE_OPTIONS)
+    assert _covers_all_pairs(_STEP_PAIRS, _STEP_OPTIONS)
+    assert not _covers_all_pairs(_STEP_PAIRS[1:], _STEP_OPTIONS)  # the check can fail
+
+
 @pytest.mark.parametrize("b", [8, 13, 70])
-@pytest.mark.parametrize("reorder", [False, True])
+@pytest.mark.parametrize(("scheme", "dtype", "kind", "reorder"),
+                         _split_slow(_STEP_OPTIONS, _STEP_PAIRS))
 def test_fused_and_two_pass_steps_are_bit_identical(scheme, dtype, kind, b, reorder):
     # fuse="auto" picks between the two by timing alone, so they must agree exactly; b = 70
     # has four-chunk groups, a full and a masked chunk, and a second Rademacher hash word
@@ -348,9 +403,11 @@ def test_fused_and_two_pass_steps_are_bit_identical(scheme, dtype, kind, b, reor
     assert np.abs(obs_fused).max() > 0
 
 
-def test_fuse_auto_times_both_variants_then_keeps_one():
+def test_fuse_auto_times_both_variants_then_keeps_one(monkeypatch):
+    from lmatrank.backends import _numba
     from lmatrank.backends._numba import FUSE_TRIALS
 
+    monkeypatch.setattr(_numba, "FUSE_RACE_MIN_ENTRIES", 0)  # race even on this small block
     rng = np.random.default_rng(13)
     n, b = 300, 4
     op = as_operator(_random_laplacian(n, 5, rng), check_symmetry=False)
@@ -366,19 +423,43 @@ def test_fuse_auto_times_both_variants_then_keeps_one():
     assert op.matvecs == (2 * FUSE_TRIALS + 5) * b
 
 
+def test_fuse_auto_takes_two_passes_untimed_on_small_blocks():
+    from lmatrank.backends._numba import FUSE_RACE_MIN_ENTRIES
+
+    rng = np.random.default_rng(13)
+    n, b = 300, 4
+    op = as_operator(_random_laplacian(n, 5, rng), check_symmetry=False)
+    assert max(n * b, op.matrix.nnz) < FUSE_RACE_MIN_ENTRIES
+    be = NumbaBackend(reorder=False)
+    q, gen = np.zeros((n, b)), np.random.default_rng(0)
+    q_next, _, _ = be.em_step(op, q, eta=0.1, noise_std=0.3, precond=as_preconditioner(None, n),
+                              noise="rademacher", gen=gen)
+    plan = be.sparse_plan(op)
+    assert plan.info["fuse"] == {("em", b, "float64"): False}
+    assert plan.variant_times == {}
+    assert q_next is q  # the two-pass step updates in place; a fused one would not
+
+
 # ------------------------------------------------------------------ determinism
 @pytest.mark.parametrize("fuse", [True, False])
-def test_steps_bitwise_deterministic_across_threads(fuse):
+def test_steps_bitwise_deterministic_across_threads(fuse, monkeypatch):
+    """The parallel kernels on one thread and on all, and the serial kernels, agree bit for
+    bit."""
+    from lmatrank.backends import _numba
+
     rng = np.random.default_rng(10)
     n, b = 10_000, 32
     assert n * b >= PARALLEL_MIN_ENTRIES  # really parallel
     op = as_operator(_random_laplacian(n, 8, rng), check_symmetry=False)
     precond = as_preconditioner(None, n)
     results = []
-    for threads in (1, numba.config.NUMBA_NUM_THREADS):
+    for threads in (1, numba.config.NUMBA_NUM_THREADS, "serial"):
         be = NumbaBackend(reorder=False, fuse=fuse)
         previous = numba.get_num_threads()
-        numba.set_num_threads(threads)
+        if threads == "serial":
+            monkeypatch.setattr(_numba, "PARALLEL_MIN_ENTRIES", n * b + 1)
+        else:
+            numba.set_num_threads(threads)
         try:
             state = np.zeros((n, b))
             gen = np.random.default_rng(42)
@@ -390,8 +471,27 @@ def test_steps_bitwise_deterministic_across_threads(fuse):
         finally:
             numba.set_num_threads(previous)
         results.append((state.copy(), np.array(quads)))
-    assert np.array_equal(results[0][0], results[1][0])
-    assert np.array_equal(results[0][1], results[1][1])
+    for other in results[1:]:
+        assert np.array_equal(results[0][0], other[0])
+        assert np.array_equal(results[0][1], other[1])
+
+
+@pytest.mark.parametrize("b", [1, 13])
+def test_serial_and_parallel_products_and_noise_agree(b, monkeypatch):
+    from lmatrank.backends import _numba
+
+    rng = np.random.default_rng(14)
+    n = 5000  # three chunks of rows
+    op = as_operator(_random_laplacian(n, 6, rng), check_symmetry=False)
+    X = rng.standard_normal((n, b))
+    runs = []
+    for threshold in (PARALLEL_MIN_ENTRIES, 0):  # serial (small block), then parallel drivers
+        monkeypatch.setattr(_numba, "PARALLEL_MIN_ENTRIES", threshold)
+        be = NumbaBackend(reorder=True)
+        runs.append((be.matmat(op, X), be.counter_noise(99, (n, b), "rademacher")))
+    assert be.sparse_plan(op).info["permuted"]  # the gather kernel ran too
+    assert np.array_equal(runs[0][0], runs[1][0]) and np.array_equal(runs[0][1], runs[1][1])
+    np.testing.assert_allclose(runs[0][0], op.matrix @ X, atol=1e-10)
 
 
 # ------------------------------------------------------------------ statistics
@@ -509,7 +609,7 @@ def test_reorder_gives_same_estimate():
     precond = as_preconditioner(None, 2000)
     lam_max = 2 * A.diagonal().max()
     eta = 1.0 / lam_max
-    sa = sb = np.zeros((2000, 8))
+    sa, sb = np.zeros((2000, 8)), np.zeros((2000, 8))  # two-pass steps update in place
     ga, gb = np.random.default_rng(5), np.random.default_rng(5)
     for _ in range(50):
         sa, qa, na = plain.em_step(op_a, sa, eta=eta, noise_std=math.sqrt(eta), precond=precond,
