@@ -130,7 +130,10 @@ def _bound(phi, ind, moments, stderr, n, z, upper):
     K, m = phi.shape
     # variables: [c_0, c_1..c_K, u_1..u_K], u_k >= |c_k| carries the sampling penalty
     sign = 1.0 if upper else -1.0
-    cost = np.concatenate([[sign * n], sign * moments, z * stderr])
+    # in units of n: the terms of the objective (n, moments up to n, stderr) then stay
+    # of order one, which HiGHS needs at large n (it reported numerical difficulties)
+    unit = max(float(n), 1.0)
+    cost = np.concatenate([[sign * n], sign * moments, z * stderr]) / unit
     ones = np.ones((m, 1))
     if upper:   # -(c_0 + phi^T c) <= -ind
         A_grid = np.hstack([-ones, -phi.T, np.zeros((m, K))])
@@ -148,7 +151,7 @@ def _bound(phi, ind, moments, stderr, n, z, upper):
                   options=dict(time_limit=_LP_SECONDS))
     if res.status != 0 or not np.isfinite(res.fun):
         return None
-    return sign * float(res.fun), res.x[:K + 1]
+    return sign * float(res.fun) * unit, res.x[:K + 1]
 
 
 def _worst_violation(violation, combination, ind):

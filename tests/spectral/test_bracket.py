@@ -91,3 +91,22 @@ def test_grid_is_dense_at_the_threshold_and_covers_the_interval():
     assert grid.min() == -0.5 and grid.max() == 2.0 and 0.0 in grid
     assert np.sum((grid > 1e-3) & (grid < 1.01e-3)) >= 10
     assert np.sum((grid < -1e-3) & (grid > -1.01e-3)) >= 10
+
+
+def test_large_n_linear_program_is_solved_in_units_of_n():
+    # recorded from a 3-D grid Laplacian run at n = 1e6 (two chains): HiGHS reported
+    # numerical difficulties (status 4) on the unscaled objective, and the estimator fell
+    # back to the trivial bracket [0, n]
+    from pathlib import Path
+
+    from lmatrank.spectral._bracket import _bound
+
+    data = np.load(Path(__file__).with_name("data") / "lp_large_n.npz")
+    n, upper = float(data["n"]), bool(data["upper"])
+    solved = _bound(data["phi"], data["ind"], data["moments"], data["stderr"], n, 1.0, upper)
+    assert solved is not None
+    value, coef = solved
+    # a lower bound of the count of a matrix of order 1e6 with ~999,8xx eigenvalues above
+    assert 0.99 * n < value <= n
+    # the combination is a valid minorant of the indicator on the constraint grid
+    assert np.all(coef[0] + coef[1:] @ data["phi"] <= data["ind"] + 1e-7)
