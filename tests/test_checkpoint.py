@@ -516,6 +516,16 @@ def _finish(argv):
     return record
 
 
+def _differences(a, b, path=""):
+    """Paths (and both values, shortened) where two JSON-like records differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b))
+                for d in _differences(a.get(k), b.get(k), f"{path}/{k}")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _differences(x, y, f"{path}[{i}]")]
+    return [] if a == b else [(path, repr(a)[:120], repr(b)[:120])]
+
+
 def _sigkill_resume(tmp_path, kind, n, options, kills):
     matrix = _matrix_file(tmp_path, n)
     reference = _finish(_command(kind, tmp_path, matrix, tmp_path / "ref.ckpt", options))
@@ -531,7 +541,7 @@ def _sigkill_resume(tmp_path, kind, n, options, kills):
     assert statuses[0] == -signal.SIGKILL, (statuses, saved)
     assert ckpt.exists()
     resumed = _finish(argv)
-    assert resumed == reference, (statuses, saved)
+    assert resumed == reference, (statuses, saved, _differences(reference, resumed))
     assert load_checkpoint(ckpt).progress["finished"]
     return statuses
 
