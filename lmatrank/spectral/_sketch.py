@@ -298,7 +298,7 @@ class GrowingSketch:
             coef_old = parts if not coef_old else [a + b for a, b in zip(coef_old, parts)]
         # the block is independent of the basis it was projected on: its remainder bounds
         # what that basis (and any larger one) misses
-        self.remainder = float(host(xp.max(xp.sqrt(xp.sum(yb * yb, axis=0))))) if width else 0.0
+        self.remainder = float(np.max(host(xp.linalg.norm(yb, axis=0)))) if width else 0.0
         q_new, r_new = _tall_qr(xp, yb)
         u, sv, vt = _svd(host(r_new))
         coef_old = [host(c) for c in coef_old]
@@ -495,7 +495,7 @@ class GrowingSketch:
             for _ in range(2):
                 for q in self.basis:
                     w -= q @ (q.T @ w)
-            tail = min(tail, TAIL_FACTOR * float(host(xp.max(xp.sqrt(xp.sum(w * w, axis=0))))))
+            tail = min(tail, TAIL_FACTOR * float(np.max(host(xp.linalg.norm(w, axis=0)))))
         return Compression(np.linalg.eigvalsh(t) if m else np.zeros(0), residual, tail,
                            m + probes)
 
