@@ -233,7 +233,10 @@ def markdown(result):
              f"{result['load_average_at_end'][0]:.1f}.", "",
              f"Command: `{result['command']}`. Each row is a fresh interpreter with an empty "
              "`NUMBA_CACHE_DIR`; CPU is user + system time of that process (the wall time also "
-             "counts waits for a core on a shared machine).", ""]
+             "counts waits for a core on a shared machine). Cache entries: the compiled "
+             "functions the run saved to the Numba cache (one per kernel and signature; since "
+             "the serial/parallel split, a kernel's chunk function and its driver are two).",
+             ""]
     rows = []
     imp = result["import"]
     rows.append(["`import lmatrank` (-X importtime, cumulative)", _s(imp["lmatrank_cumulative_s"]),
@@ -254,7 +257,7 @@ def markdown(result):
     if suite:
         rows.append([f"`python -m pytest -q` ({suite['summary']})", _s(suite["wall_s"]),
                      _s(suite["cpu_s"]), str(suite["cache_files"]["data"])])
-    lines.append(C.markdown_table(["what", "wall s", "CPU s", "kernels compiled"], rows))
+    lines.append(C.markdown_table(["what", "wall s", "CPU s", "cache entries (.nbc)"], rows))
     lines += ["", "Largest outside imports under `import lmatrank` (cumulative s):", ""]
     lines.append(C.markdown_table(["module", "s"], [[f"`{r['module']}`", _s(r["cumulative_s"])]
                                                     for r in imp["largest"]]))
@@ -279,11 +282,17 @@ def markdown(result):
 
 def main(argv=None):
     parser = C.base_parser("cold_start", __doc__.split("\n\n")[0])
+    parser.add_argument("--markdown-only", action="store_true",
+                        help="rewrite cold_start.md from the cold_start.json in --out")
     parser.add_argument("--pytest", action="store_true",
                         help="also time the test suite from an empty cache (minutes)")
     parser.add_argument("--timeout", type=float, default=3600.0,
                         help="seconds allowed to each subprocess")
     args = parser.parse_args(argv)
+    if args.markdown_only:
+        result = json.loads((args.out / "cold_start.json").read_text())
+        C.write_text(args.out / "cold_start.md", markdown(result))
+        return 0
     argv = list(sys.argv[1:] if argv is None else argv)
     result = dict(machine=C.machine_description(), command=C.command_line("cold_start", argv))
     C.progress("cold_start: imports")
