@@ -287,10 +287,13 @@ def acceptance(result):
         n_right = sum(r["right"] for r in rs)
         checks.append(dict(check="auto right on every case", value=f"{n_right}/{len(rs)}",
                            passed=n_right == len(rs)))
-        ratios = [r["numpy_ratio"] for r in rs if r.get("numpy_ratio") is not None]
+        # the target is stated for dense or sparse input: an operator must first be densified
+        ratios = [r["numpy_ratio"] for r in rs
+                  if r.get("numpy_ratio") is not None and r.get("explicit", True)]
         if ratios:
             over = sum(x > 1.5 for x in ratios)
-            checks.append(dict(check="auto within 1.5x numpy.linalg.matrix_rank (n <= 5000)",
+            checks.append(dict(check="auto within 1.5x numpy.linalg.matrix_rank (dense or "
+                                     "sparse input, n <= 5000)",
                                value=f"{len(ratios) - over}/{len(ratios)} (median "
                                      f"{np.median(ratios):.2f}x, max {max(ratios):.2f}x)",
                                passed=over == 0))
@@ -561,6 +564,7 @@ def main(argv=None):
                 rec = run_case(A, lam, m, t, seed,
                                budget=case_budget(A, m, args.max_matvecs, args.max_flops or None))
                 rec.update(matrix=spec.name, source=spec.source, numpy_s=numpy_s, seed=seed,
+                           explicit=bool(sp.issparse(A) or isinstance(A, np.ndarray)),
                            numpy_ratio=(rec["best_s"] / (rec["numpy_paired_s"] or numpy_s)
                                         if numpy_s and m == "auto"
                                         else None))

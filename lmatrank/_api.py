@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import inspect
 import math
@@ -172,6 +173,8 @@ OPTION_CHECKS = {
     "checkpoint": lambda name, value: _opt_path(name, value),
     "checkpoint_every": lambda name, value: check_nonnegative_float(name, value),
 }
+# options of auto that cannot change the answer of its small-matrix path (no products)
+_BUDGET_OPTIONS = {"max_matvecs", "max_memory", "max_flops"}
 # max_memory of the sketch is a byte count; keep integers integral
 _INTEGRAL_AS_INT = ("max_memory",)
 
@@ -266,13 +269,14 @@ def estimate_rank(A, *, method=DEFAULT_METHOD, rtol=None, atol=None, rng=None,
     atol = _check_tolerance("atol", atol)
     check_symmetry = check_bool("check_symmetry", check_symmetry)
     dtype = check_dtype("dtype", dtype)
-    if method == "auto" and not options and dtype is None:
-        est = small_explicit_rank(A, rtol=rtol, atol=atol, rng=rng, check_symmetry=check_symmetry)
-        if est is not None:
-            return est
     _check_checkpoint(method, func, options, rng)
     _check_options(method, func, options)
     options = _validate_method_options(options)
+    if method == "auto" and dtype is None and set(options) <= _BUDGET_OPTIONS:
+        est = small_explicit_rank(A, rtol=rtol, atol=atol, rng=rng, check_symmetry=check_symmetry,
+                                  max_memory=options.get("max_memory"))
+        if est is not None:
+            return est
     check_gen, run_gen = spawn_rngs(rng, 2)
     op = as_operator(A, dtype=dtype, check_symmetry=check_symmetry, rng=check_gen, fresh=True)
     k = _scale_exponent(op)
@@ -388,12 +392,20 @@ def _unscale_result(est, k):
                                resolution=math.ldexp(float(est.resolution), k), info=info)
 
 
-def _check_options(method, func, options):
+@functools.lru_cache(maxsize=64)
+def _accepted_options(func):
+    """Keyword options of a method (None: it takes ``**kwargs``)."""
     params = inspect.signature(func).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return frozenset(name for name, p in params.items()
+                     if p.kind is inspect.Parameter.KEYWORD_ONLY) - {"rtol", "atol", "rng"}
+
+
+def _check_options(method, func, options):
+    accepted = _accepted_options(func)
+    if accepted is None or not options:
         return
-    accepted = {name for name, p in params.items()
-                if p.kind is inspect.Parameter.KEYWORD_ONLY} - {"rtol", "atol", "rng"}
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise TypeError(

@@ -86,10 +86,10 @@ FIRST_BLOCK = 32
 #: Surplus columns that make the sketch rank deficient (its stopping rule).
 OVERSAMPLE = 10
 _GROWTH = 1.5
-#: Explicit matrices up to this order go straight to ``eigvalsh`` (well under a
-#: millisecond to a few milliseconds, where any probe or pilot would cost more
-#: than the answer).
-SMALL_EXPLICIT_N = 400
+#: Explicit matrices up to this order go straight to ``eigvalsh`` (under a second on
+#: 2 cores): there a probe, a first sketch block and the operator's copy cost a good
+#: fraction of the answer, and a sketch could at best save that second.
+SMALL_EXPLICIT_N = 2000
 
 
 def _check_positive_int(name, value, what):
@@ -98,7 +98,7 @@ def _check_positive_int(name, value, what):
     return int(value)
 
 
-def small_explicit_rank(A, *, rtol, atol, rng, check_symmetry):
+def small_explicit_rank(A, *, rtol, atol, rng, check_symmetry, max_memory=None):
     """``auto`` on a small, exactly symmetric float64 ndarray or scipy sparse matrix.
 
     The exact method, without the probe products of the general path: symmetry is
@@ -106,7 +106,8 @@ def small_explicit_rank(A, *, rtol, atol, rng, check_symmetry):
     no measure of product noise. Returns None (the general path decides, and raises
     on bad input) unless the input is an ndarray or sparse matrix of order at most
     :data:`SMALL_EXPLICIT_N` with finite float64 entries of moderate size
-    (``2**-32 <= max |a_ij| <= 2**32``), symmetric when `check_symmetry` is true.
+    (``2**-32 <= max |a_ij| <= 2**32``), symmetric when `check_symmetry` is true, whose
+    dense eigendecomposition fits `max_memory` (:func:`exact_bytes`).
 
     >>> est = small_explicit_rank(np.diag([3.0, 1.0, 0.0]), rtol=None, atol=None, rng=None,
     ...                           check_symmetry=True)
@@ -124,15 +125,17 @@ def small_explicit_rank(A, *, rtol, atol, rng, check_symmetry):
     else:
         return None
     if dense is None or dense.ndim != 2 or dense.dtype != np.float64 \
-            or dense.shape[0] != dense.shape[1] or not 0 < dense.shape[0] <= SMALL_EXPLICIT_N:
+            or dense.shape[0] != dense.shape[1] or not 0 < dense.shape[0] <= SMALL_EXPLICIT_N \
+            or exact_bytes(dense.shape[0]) > (DEFAULT_MAX_MEMORY if max_memory is None
+                                              else max_memory):
         return None
     largest = float(np.max(np.abs(dense)))
     if not 2.0 ** -32 <= largest <= 2.0 ** 32:  # zero, non-finite or in need of scaling
         return None
     if check_symmetry and not np.array_equal(dense, dense.T):
         return None
-    if rng is not None:  # validated (and a RandomState advanced) as on the general path
-        check_rng(rng)
+    if not (rng is None or type(rng) is int and rng >= 0):  # any such seed is valid
+        check_rng(rng)  # validated (and a RandomState advanced) as on the general path
     reason = (f"a small explicit matrix (n = {dense.shape[0]} <= {SMALL_EXPLICIT_N}): dense "
               "eigvalsh is the cheapest answer")
     return count_eigenvalues(

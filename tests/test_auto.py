@@ -21,7 +21,7 @@ NO_EXACT_300 = exact_bytes(300) - 1
 @pytest.mark.parametrize("kind", ["dense", "sparse"])
 def test_auto_answers_small_explicit_matrices_exactly(kind):
     rng = np.random.default_rng(0)
-    G = rng.standard_normal((500, 40))
+    G = rng.standard_normal((SMALL_EXPLICIT_N + 100, 40))   # above the small-matrix path
     A = G @ G.T
     A = {"dense": A, "sparse": sp.csr_array(A)}[kind]
     est = estimate_rank(A, method="auto", rng=1, rtol=1e-9)
