@@ -194,9 +194,9 @@ def run_case(A, lam, method, threshold, seed, *, budget=BUDGET):
     # well under a millisecond, where one call measures mostly the scheduler)
     # calls alternate with numpy's so that a busy spell of a shared machine hits both
     rec["best_s"], rec["numpy_paired_s"] = rec["wall_s"], None
-    if method == "auto" and error is None and n <= REPEAT_N:
+    if method == "auto" and error is None and n <= NUMPY_MAX_N:
         rec["numpy_paired_s"] = time_numpy_rank(A, reps=1)
-        for _ in range(NUMPY_REPEATS - 1):
+        for _ in range((NUMPY_REPEATS if n <= REPEAT_N else 2) - 1):
             t0 = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
