@@ -271,6 +271,20 @@ def write_text(path, text):
     return path
 
 
+def publish(name, md, draw, out, docs):
+    """Write ``out/NAME.md`` and, through ``draw(path)`` (None: no figure), ``out/NAME.png``;
+    print the report; with `docs`, also ``docs/benchmarks_NAME.md`` and its figure."""
+    write_text(Path(out) / f"{name}.md", md)
+    if draw is not None:
+        draw(Path(out) / f"{name}.png")
+    print(md)
+    if docs is not None:
+        write_text(Path(docs) / f"benchmarks_{name}.md",
+                   md.replace(f"]({name}.png)", f"](benchmarks_{name}.png)"))
+        if draw is not None:
+            draw(Path(docs) / f"benchmarks_{name}.png")
+
+
 def save_figure(fig, path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

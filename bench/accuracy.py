@@ -282,14 +282,7 @@ def main(argv=None):
                                                                        args.quick)
     out = Path(args.out)
     C.write_json(out / "accuracy.json", result)
-    md = markdown(result, argv)
-    C.write_text(out / "accuracy.md", md)
-    if result["paper_summary"] and result["coverage"]:
-        figure(result, out / "accuracy.png")
-    print(md)
-    if docs is not None:
-        C.write_text(Path(docs) / "benchmarks_accuracy.md",
-                     md.replace("](accuracy.png)", "](benchmarks_accuracy.png)"))
-        if result["paper_summary"] and result["coverage"]:
-            figure(result, Path(docs) / "benchmarks_accuracy.png")
+    draw = (lambda path: figure(result, path)) if result["paper_summary"] and result["coverage"] \
+        else None
+    C.publish("accuracy", markdown(result, argv), draw, out, docs)
     return 0

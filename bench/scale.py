@@ -690,14 +690,7 @@ def _write(result, out, docs):
             rec["bytes_streamed"] = run_bytes(rec["n"], rec["nnz"], rec["n_chains"],
                                               rec["n_steps"], rec["lanczos_matvecs"])
             rec["achieved_gbs"] = rec["bytes_streamed"] / rec["time_s"] / 1e9
-    md = markdown(result)
-    C.write_text(out / "scale.md", md)
-    figure(result, out / "scale.png")
-    print(md)
-    if docs is not None:
-        C.write_text(Path(docs) / "benchmarks_scale.md",
-                     md.replace("](scale.png)", "](benchmarks_scale.png)"))
-        figure(result, Path(docs) / "benchmarks_scale.png")
+    C.publish("scale", markdown(result), lambda path: figure(result, path), out, docs)
 
 
 if __name__ == "__main__":

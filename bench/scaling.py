@@ -326,12 +326,5 @@ def main(argv=None):
     result["rank"], result["rank_slope"] = rank_part(cfg, args.seed, log)
     out = Path(args.out)
     C.write_json(out / "scaling.json", result)
-    md = markdown(result, argv)
-    C.write_text(out / "scaling.md", md)
-    figure(result, out / "scaling.png")
-    print(md)
-    if docs is not None:
-        C.write_text(Path(docs) / "benchmarks_scaling.md",
-                     md.replace("](scaling.png)", "](benchmarks_scaling.png)"))
-        figure(result, Path(docs) / "benchmarks_scaling.png")
+    C.publish("scaling", markdown(result, argv), lambda path: figure(result, path), out, docs)
     return 0
