@@ -44,8 +44,9 @@ the growth. Those single-pass values carry the error of what the basis misses
 read from a second pass: ``T = Q^T S Q`` (one product per basis column), whose
 positive and negative eigenvalues never overstate those of ``S`` (Cauchy
 interlacing: a certified lower bound of the count), the residual
-``|S Q - Q T|_2`` and a probabilistic bound on ``|(I - Q Q^T) S|_2`` from ten
-fresh Gaussian columns (Halko, Martinsson & Tropp 2011, Lemma 4.1). By Weyl's
+``|S Q - Q T|_2`` and a probabilistic bound on ``|(I - Q Q^T) S|_2`` from the
+last block's remainder outside the basis before it, or from ten fresh Gaussian
+columns (Halko, Martinsson & Tropp 2011, Lemma 4.1). By Weyl's
 inequality every eigenvalue of ``S`` lies within the residual of an eigenvalue of
 ``T`` or of the missed part, which gives the upper end of the interval.
 
